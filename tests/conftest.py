@@ -1,0 +1,5 @@
+"""Test setup: legacy Keras must be chosen before TensorFlow is imported anywhere."""
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
