@@ -35,10 +35,10 @@ def _tiny_dataset(n=10, shape=(1,)):
 
 def test_static_specs():
     assert set(data.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "mnist1d"}
-    assert data.DATASETS["mnist"] == data.DatasetSpec((28, 28, 1), 10, 5000)
-    assert data.DATASETS["fashion_mnist"] == data.DatasetSpec((28, 28, 1), 10, 5000)
-    assert data.DATASETS["cifar10"] == data.DatasetSpec((32, 32, 3), 10, 5000)
-    assert data.DATASETS["mnist1d"] == data.DatasetSpec((40,), 10, 800)
+    assert data.DATASETS["mnist"] == data.DatasetSpec((28, 28, 1), 10, 5000, 60_000)
+    assert data.DATASETS["fashion_mnist"] == data.DatasetSpec((28, 28, 1), 10, 5000, 60_000)
+    assert data.DATASETS["cifar10"] == data.DatasetSpec((32, 32, 3), 10, 5000, 50_000)
+    assert data.DATASETS["mnist1d"] == data.DatasetSpec((40,), 10, 800, 8000)
 
 
 def test_unknown_name_lists_known_datasets():

@@ -1,0 +1,180 @@
+"""A lottery-ticket experiment: trials x variants x rounds, resumable from the store.
+
+For each trial:
+  1. build the model from the trial's seed and save its initial weights;
+  2. `lottery`: round 0 trains the dense network; each later round prunes the previous round's trained
+     network (iteratively: a fraction of the survivors per layer; one-shot: straight from round 0 to the
+     level), rewinds the survivors to their initial (or iteration-k) values and trains again;
+  3. controls reuse the lottery masks of each round: `reinit` starts from a fresh draw of the initialiser,
+     `rearrange` moves each layer's surviving initial values to random positions.
+A round whose result is already stored is skipped, so running the same command again resumes.
+
+    cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
+    run(cfg, Store(cfg.results_dir()), on_event=print)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+from lth_tf import _env  # noqa: F401
+import numpy as np
+import tf_keras as keras
+
+from lth_tf import data as data_lib
+from lth_tf import models, pruning, rewind, training
+from lth_tf.config import Config
+from lth_tf.store import Store
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Progress reported to the caller (main.py prints it; the library prints nothing)."""
+
+    kind: str  # "start", "eval", "round", "skip", "done"
+    trial: int = 0
+    variant: str = ""
+    round: int = 0
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
+    spec = models.MODELS[config.model]
+    return training.TrainSpec(
+        batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
+        eval_every=config.eval_every, optimizer=config.optimizer, momentum=config.momentum,
+        lr_boundaries=spec.lr_boundaries, warmup_iterations=spec.warmup_iterations, augment=spec.augment,
+        seed=trial_seed, mixed_precision=config.mixed_precision)
+
+
+def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset | None = None,
+        strategy=None) -> list:
+    """Runs every unfinished round of the experiment; returns the store's rows. The store must be open."""
+    emit = on_event or (lambda event: None)
+    dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
+    for trial in config.trial_ids():
+        _Trial(config, store, dataset, trial, emit, strategy).run()
+    emit(Event("done"))
+    return store.results()
+
+
+class _Trial:
+    def __init__(self, config, store, dataset, trial, emit, strategy):
+        self.config, self.store, self.data, self.trial, self.emit = config, store, dataset, trial, emit
+        self.seed = config.seed * 1000 + trial
+        self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
+        self._trainer = None
+
+    # ---- building blocks -----------------------------------------------------------------------------
+    def build(self, seed: int) -> keras.Model:
+        with self.scope():
+            return models.build(self.config.model, self.data.input_shape, self.data.num_classes,
+                                seed=seed, dropout=self.config.dropout)
+
+    @property
+    def trainer(self) -> training.RoundTrainer:
+        if self._trainer is None:  # built lazily: a fully finished trial trains (and traces) nothing
+            keras.utils.set_random_seed(self.seed)
+            with self.scope():
+                self._trainer = training.RoundTrainer(self.model, self.data, train_spec(self.config, self.seed))
+        return self._trainer
+
+    def run(self) -> None:
+        self.model = self.build(self.seed)
+        self.initial = self.store.load_weights(self.trial, "initial")
+        if self.initial is None:
+            self.initial = rewind.snapshot(self.model)
+            self.store.save_weights(self.trial, "initial", self.initial)
+        c = self.config
+        self.rates = pruning.layer_rates(self.model, c.prune_rate_fc, c.prune_rate_conv, c.prune_rate_output,
+                                         c.prune_layers)
+        self.run_lottery()
+        for variant in c.variants:
+            if variant != "lottery":
+                self.run_control(variant)
+
+    def train_round(self, variant, round_, start, masks, record_at=None):
+        c = self.config
+        self.emit(Event("start", self.trial, variant, round_, {"weights_remaining": pruning.remaining(masks)}))
+        result = self.trainer.train(
+            start, masks, record_at=record_at,
+            on_eval=lambda p: self.emit(Event("eval", self.trial, variant, round_,
+                                              dict(p, total=self.trainer.spec.total_iterations))))
+        weights = rewind.snapshot(self.model)
+        best = result.early_stop
+        final = result.curve[-1]
+        row = {"trial": self.trial, "variant": variant, "round": round_, "pruning": c.pruning,
+               "weights_remaining": pruning.remaining(masks),
+               "early_stop_iteration": best["iteration"],
+               "test_accuracy_at_early_stop": best["test_accuracy"],
+               "val_loss_at_early_stop": best["val_loss"],
+               "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
+               "iterations": result.iterations, "train_seconds": round(result.seconds, 3)}
+        row.update({f"remaining_{name}": float(m.mean()) for name, m in masks.items()})
+        self.store.save_round(self.trial, variant, round_, masks=masks, curve=result.curve,
+                              start_weights=_masked(start, masks), weights=weights, row=row)
+        self.emit(Event("round", self.trial, variant, round_, row))
+        return result, weights
+
+    # ---- the winning ticket --------------------------------------------------------------------------
+    def run_lottery(self) -> None:
+        c, trial = self.config, self.trial
+        masks = pruning.full_masks(self.model)
+        trained = round0 = None
+        rewind_to = self.store.load_weights(trial, "rewind")
+        for r in range(c.rounds + 1):
+            if self.store.is_done(trial, "lottery", r):
+                self.emit(Event("skip", trial, "lottery", r))
+                masks = self.store.load_round(trial, "lottery", r, "masks")
+                next_pending = r < c.rounds and not self.store.is_done(trial, "lottery", r + 1)
+                # Only the last finished round's weights are needed, to prune the next one.
+                trained = self.store.load_round(trial, "lottery", r, "weights") if next_pending else None
+                continue
+            if r > 0 and c.pruning == "oneshot":
+                if round0 is None:
+                    round0 = self.store.load_round(trial, "lottery", 0, "weights")
+                masks = pruning.prune_oneshot(_kernels(round0, masks), pruning.expected_remaining(self.rates, r))
+            elif r > 0:
+                masks = pruning.prune(_kernels(trained, masks), masks, self.rates)
+            if r == 0:
+                record = c.rewind_iteration if c.rewind_iteration > 0 else None
+                result, trained = self.train_round("lottery", 0, self.initial, masks, record_at=record)
+                rewind_to = result.rewind_weights if record else self.initial
+                self.store.save_weights(trial, "rewind", rewind_to)
+            else:
+                if rewind_to is None:
+                    raise RuntimeError("rewind weights missing: round 0 of this trial is not stored")
+                _, trained = self.train_round("lottery", r, rewind_to, masks)
+            if r == 0:
+                round0 = trained
+
+    # ---- the paper's controls ------------------------------------------------------------------------
+    def run_control(self, variant: str) -> None:
+        c, trial = self.config, self.trial
+        rewind_to = self.store.load_weights(trial, "rewind")
+        for r in range(1, c.rounds + 1):
+            if self.store.is_done(trial, variant, r):
+                self.emit(Event("skip", trial, variant, r))
+                continue
+            masks = self.store.load_round(trial, "lottery", r, "masks")
+            rng = np.random.default_rng([self.seed, r, 1 if variant == "reinit" else 2])
+            if variant == "reinit":
+                # A fresh draw of the same initialisers, other seed per round (Section 2.2).
+                start = rewind.snapshot(self.build(seed=int(rng.integers(1 << 30))))
+            else:  # rearrange: same count per layer, random positions, the ticket's initial values
+                masks, moved = pruning.rearrange(masks, _kernels(rewind_to, masks), rng)
+                start = dict(rewind_to)
+                start.update({f"{name}/kernel": kernel for name, kernel in moved.items()})
+            self.train_round(variant, r, start, masks)
+
+
+def _kernels(weights: dict, masks: dict) -> dict:
+    return {name: weights[f"{name}/kernel"] for name in masks}
+
+
+def _masked(weights: dict, masks: dict) -> dict:
+    out = dict(weights)
+    for name, mask in masks.items():
+        out[f"{name}/kernel"] = weights[f"{name}/kernel"] * mask
+    return out
+

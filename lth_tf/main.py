@@ -1,0 +1,135 @@
+"""Command line: python -m lth_tf.main --model=conv2 --rounds=15  (or --flagfile=flags/quickstart.flags).
+
+The only module that reads flags. It turns them into a Config, runs the experiment into the results
+directory, and prints progress and one line per finished round.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from lth_tf import _env  # noqa: F401
+from absl import app, flags
+
+from lth_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+D = config_lib.Config  # defaults come from one place
+
+flags.DEFINE_enum("model", D.model, list(__import__("lth_tf.models").models.MODELS), "Network to prune.")
+flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default).")
+flags.DEFINE_string("data_dir", None, "Where datasets are (tfds directory, or IDX files for fashion_mnist/mnist).")
+flags.DEFINE_string("output_dir", None, "Results directory (default: results/<model>_<dataset>_<config hash>).")
+flags.DEFINE_integer("rounds", D.rounds, "Pruning rounds after the dense round 0.")
+flags.DEFINE_float("epochs", None, "Training epochs per round (default: the paper's iterations for the model).")
+flags.DEFINE_integer("iterations", None, "Training iterations per round; overrides --epochs.")
+flags.DEFINE_integer("batch_size", None, "Mini-batch size (default: the paper's for the model).")
+flags.DEFINE_float("learning_rate", None, "Learning rate (default: the paper's for the model).")
+flags.DEFINE_enum("optimizer", None, list(config_lib.OPTIMIZERS), "Optimizer (default: the model's).")
+flags.DEFINE_float("momentum", None, "SGD momentum (default: the model's).")
+flags.DEFINE_float("prune_rate_fc", D.prune_rate_fc, "Fraction of surviving fc weights pruned per round.")
+flags.DEFINE_float("prune_rate_conv", D.prune_rate_conv, "Fraction of surviving conv weights pruned per round.")
+flags.DEFINE_float("prune_rate_output", None, "Rate for the output layer (default: half of --prune_rate_fc).")
+flags.DEFINE_enum("prune_layers", D.prune_layers, list(config_lib.PRUNE_LAYERS), "Which layers to prune.")
+flags.DEFINE_enum("pruning", D.pruning, list(config_lib.PRUNING), "Iterative or one-shot pruning.")
+flags.DEFINE_list("variants", list(D.variants), "Comma-separated: lottery, reinit, rearrange.")
+flags.DEFINE_integer("rewind_iteration", D.rewind_iteration, "Rewind to the weights after this many iterations.")
+flags.DEFINE_float("dropout", D.dropout, "Dropout rate after hidden dense layers.")
+flags.DEFINE_integer("eval_every", D.eval_every, "Evaluate validation and test sets every N iterations.")
+flags.DEFINE_integer("trials", D.trials, "Independent trials (different seeds).")
+flags.DEFINE_integer("trial_index", None, "Run only this trial (to spread trials over processes).")
+flags.DEFINE_integer("seed", D.seed, "Base random seed.")
+flags.DEFINE_bool("mixed_precision", D.mixed_precision, "Train in mixed_float16 (GPU).")
+flags.DEFINE_enum("strategy", D.strategy, list(config_lib.STRATEGIES), "tf.distribute strategy.")
+flags.DEFINE_bool("deterministic", D.deterministic, "Enable TensorFlow op determinism.")
+flags.DEFINE_bool("tensorboard", D.tensorboard, "Write TensorBoard logs per round.")
+flags.DEFINE_bool("quiet", False, "Print only the round lines.")
+
+_FIELDS = ("model", "dataset", "data_dir", "output_dir", "rounds", "epochs", "iterations", "batch_size",
+           "learning_rate", "optimizer", "momentum", "prune_rate_fc", "prune_rate_conv", "prune_rate_output",
+           "prune_layers", "pruning", "rewind_iteration", "dropout", "eval_every", "trials", "trial_index",
+           "seed", "mixed_precision", "strategy", "deterministic", "tensorboard")
+
+
+def config_from_flags() -> config_lib.Config:
+    values = {name: FLAGS[name].value for name in _FIELDS}
+    values["variants"] = tuple(v.strip() for v in FLAGS.variants if v.strip())
+    return config_lib.Config(**values).resolve()
+
+
+class Printer:
+    """Turns experiment events into the lines a person watches."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet, self.tty = quiet, sys.stdout.isatty()
+        self.began = time.perf_counter()
+
+    def __call__(self, event) -> None:
+        if event.kind == "round":
+            row = event.info
+            self._clear()
+            print(f"trial {row['trial']}  {row['variant']:<9} round {row['round']:>2}  "
+                  f"weights remaining {100 * row['weights_remaining']:6.2f}%  "
+                  f"early-stop iteration {row['early_stop_iteration']:>6}  "
+                  f"test accuracy {row['test_accuracy_at_early_stop']:.4f} (final {row['test_accuracy']:.4f})  "
+                  f"{row['train_seconds']:.1f}s", flush=True)
+        elif event.kind == "skip" and not self.quiet:
+            print(f"trial {event.trial}  {event.variant:<9} round {event.round:>2}  already finished", flush=True)
+        elif event.kind == "eval" and not self.quiet:
+            p = event.info
+            line = (f"  trial {event.trial} {event.variant} round {event.round}: iteration {p['iteration']}/"
+                    f"{p['total']}  val loss {p['val_loss']:.4f}  test accuracy {p['test_accuracy']:.4f}")
+            if self.tty:
+                print("\r" + line, end="", flush=True)
+            elif p["iteration"] == p["total"] or p["iteration"] % (10 * max(1, p["total"] // 10 or 1)) == 0:
+                print(line, flush=True)
+
+    def _clear(self):
+        if self.tty and not self.quiet:
+            print("\r" + " " * 110 + "\r", end="")
+
+
+def _fail(message: str, code: int = 2):
+    print(f"lth_tf: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
+    from lth_tf import data, experiment, store as store_lib  # heavy imports after flag parsing
+
+    try:
+        cfg = config_from_flags()
+        results_dir = cfg.results_dir()
+        store_lib.check_writable(results_dir)
+        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # fails before anything is written
+        store = store_lib.Store(results_dir)
+        lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
+        printer = Printer(FLAGS.quiet)
+        print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
+              f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
+              f"results in {results_dir}", flush=True)
+        with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock):
+            experiment.run(cfg, store, on_event=printer, dataset=dataset)
+        print(f"lth_tf: done in {time.perf_counter() - printer.began:.1f}s; table: {results_dir}/results.csv",
+              flush=True)
+    except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished rounds are kept, run the same command again to resume", 130)
+
+
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e).splitlines()[0])
+
+
+def run() -> None:
+    app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()

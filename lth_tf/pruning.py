@@ -1,0 +1,181 @@
+"""Magnitude pruning masks, and applying them with tfmot.
+
+Masks are plain data: ``{layer_name: bool array shaped like the layer's kernel}``. This module computes them
+the lottery-ticket way (layer-wise, prune a fraction of the *surviving* weights, never revive) and hands them to
+tfmot for application and export:
+
+    >>> from lth_tf import pruning
+    >>> rates = pruning.layer_rates(model, fc=0.2, conv=0.1, output=0.1)
+    >>> masks = pruning.full_masks(model)                       # round 0: nothing pruned
+    >>> masks = pruning.prune(pruning.kernels(model), masks, rates)   # after training: next, nested masks
+    >>> wrapped = pruning.wrap(model, masks)                    # tfmot PruneLowMagnitude around each pruned layer
+
+tfmot's own schedules rank the current weights every update, so pruned weights can come back (see
+shared notes); `wrap` therefore pins tfmot's mask: ConstantSparsity with begin_step = end_step = 0 never fires,
+because tfmot's step counter is already 1 at the first training step.
+"""
+from __future__ import annotations
+
+from lth_tf import _env  # noqa: F401
+import numpy as np
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+# The wrapper class is not exported by tfmot's public API; isinstance checks need it.
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+Masks = dict  # layer name -> bool ndarray
+
+_PRUNABLE = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def _inner(layer):
+    return layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+
+
+def prunable_layers(model: keras.Model) -> list:
+    """The layers whose kernels lottery-ticket pruning touches (dense and convolutional), unwrapped."""
+    return [_inner(layer) for layer in model.layers if isinstance(_inner(layer), _PRUNABLE)]
+
+
+def output_layer_name(model: keras.Model) -> str:
+    """The output layer: the last dense layer. The paper prunes it at half the fc rate."""
+    dense = [layer.name for layer in prunable_layers(model) if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"model '{model.name}' has no dense output layer")
+    return dense[-1]
+
+
+def layer_rates(model, fc: float, conv: float, output: float, prune_layers: str = "all") -> dict:
+    """Per-layer pruning rate for each prunable layer; a rate of 0 leaves a layer dense.
+
+    prune_layers: "all", "conv" (only convolutions) or "fc" (only dense layers, output included).
+    """
+    out = output_layer_name(model)
+    rates = {}
+    for layer in prunable_layers(model):
+        is_conv = not isinstance(layer, keras.layers.Dense)
+        rate = conv if is_conv else (output if layer.name == out else fc)
+        if (prune_layers == "conv" and not is_conv) or (prune_layers == "fc" and is_conv):
+            rate = 0.0
+        rates[layer.name] = float(rate)
+    return rates
+
+
+def kernels(model) -> dict:
+    """Current kernel of each prunable layer, as numpy arrays."""
+    return {layer.name: layer.kernel.numpy() for layer in prunable_layers(model)}
+
+
+def full_masks(model) -> Masks:
+    """All-True masks: the dense network of round 0."""
+    return {layer.name: np.ones(layer.kernel.shape, bool) for layer in prunable_layers(model)}
+
+
+def _keep_top(weights: np.ndarray, eligible: np.ndarray, keep: int) -> np.ndarray:
+    """Mask of the `keep` largest |weights| among `eligible` entries (ties broken by position, deterministic)."""
+    score = np.where(eligible, np.abs(weights), -1.0).ravel()
+    order = np.argsort(-score, kind="stable")[:keep]
+    mask = np.zeros(score.size, bool)
+    mask[order] = True
+    return mask.reshape(weights.shape)
+
+
+def prune(kernels_: dict, masks: Masks, rates: dict) -> Masks:
+    """One iterative-pruning step: in each layer, remove `rate` of the surviving weights with the smallest
+    magnitudes. The result is nested in `masks`: a pruned weight never comes back."""
+    new = {}
+    for name, mask in masks.items():
+        survivors = int(mask.sum())
+        keep = int(round(survivors * (1.0 - rates.get(name, 0.0))))
+        new[name] = _keep_top(kernels_[name], mask, keep)
+    return new
+
+
+def prune_oneshot(kernels_: dict, fractions: dict) -> Masks:
+    """One-shot pruning: keep `fractions[name]` of each layer's weights, ranked by magnitude in one step."""
+    return {name: _keep_top(w, np.ones(w.shape, bool), int(round(w.size * fractions.get(name, 1.0))))
+            for name, w in kernels_.items()}
+
+
+def expected_remaining(rates: dict, round_: int) -> dict:
+    """Fraction of each layer's weights left after `round_` iterative rounds: (1 - rate) ** round."""
+    return {name: (1.0 - rate) ** round_ for name, rate in rates.items()}
+
+
+def rearrange(masks: Masks, kernels_: dict, rng: np.random.Generator) -> tuple:
+    """The paper's random-rearrangement control: move each layer's surviving connections to random positions
+    (same count per layer), carrying their values along in random order. Returns (new masks, new kernels)."""
+    new_masks, new_kernels = {}, {}
+    for name, mask in masks.items():
+        flat = mask.ravel()
+        positions = rng.choice(flat.size, size=int(flat.sum()), replace=False)
+        new_mask = np.zeros(flat.size, bool)
+        new_mask[positions] = True
+        values = np.zeros(flat.size, kernels_[name].dtype)
+        values[positions] = rng.permutation(kernels_[name].ravel()[flat])
+        new_masks[name] = new_mask.reshape(mask.shape)
+        new_kernels[name] = values.reshape(mask.shape)
+    return new_masks, new_kernels
+
+
+def remaining(masks: Masks) -> float:
+    """Fraction of all prunable weights that survive."""
+    total = sum(m.size for m in masks.values())
+    return float(sum(int(m.sum()) for m in masks.values()) / total) if total else 1.0
+
+
+def fixed_schedule(sparsity: float):
+    """A tfmot ConstantSparsity at `sparsity` that never recomputes the mask we assign."""
+    return tfmot.sparsity.keras.ConstantSparsity(min(float(sparsity), 0.999999), begin_step=0, end_step=0)
+
+
+def wrap(model: keras.Model, masks: Masks) -> keras.Model:
+    """Wraps each masked layer of `model` in tfmot's PruneLowMagnitude, holding `masks` fixed.
+
+    The wrapped model shares its layers (and so its variables) with `model`: training either one trains both.
+    Its kernels are multiplied by the masks here, so pruned weights are exactly zero from the start.
+    """
+    def clone(layer):
+        if layer.name in masks:
+            sparsity = 1.0 - float(masks[layer.name].mean())
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=fixed_schedule(sparsity))
+        return layer  # shared, not copied
+
+    wrapped = keras.models.clone_model(model, clone_function=clone)
+    assign_masks(wrapped, masks)
+    return wrapped
+
+
+def wrappers(model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, PruneLowMagnitude)]
+
+
+def assign_masks(wrapped: keras.Model, masks: Masks) -> None:
+    """Sets the masks of a tfmot-wrapped model and zeroes the pruned kernel entries."""
+    for wrapper in wrappers(wrapped):
+        mask = masks.get(wrapper.layer.name)
+        if mask is None:
+            continue
+        weight, mask_var, _ = wrapper.pruning_vars[0]
+        mask_var.assign(mask.astype(mask_var.dtype.as_numpy_dtype))
+        weight.assign(weight.numpy() * mask)
+
+
+def masks_of(wrapped: keras.Model) -> Masks:
+    """The masks held by a tfmot-wrapped model, keyed by the inner layer's name."""
+    return {w.layer.name: w.pruning_vars[0][1].numpy().astype(bool) for w in wrappers(wrapped)}
+
+
+def prune_model(model: keras.Model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1) -> keras.Model:
+    """The Keras user's step between two fits: from a trained model (plain, or wrapped by an earlier call)
+    returns a tfmot-wrapped model whose masks prune `fc`/`conv`/`output` of the surviving weights per layer.
+
+        model = lth_tf.prune_model(model)          # then compile, and fit with RewindCallback
+    """
+    if wrappers(model):
+        old = masks_of(model)
+        model = tfmot.sparsity.keras.strip_pruning(model)
+    else:
+        old = full_masks(model)
+    new = prune(kernels(model), old, layer_rates(model, fc, conv, output))
+    return wrap(model, new)

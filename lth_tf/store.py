@@ -1,0 +1,198 @@
+"""The results directory: what is finished, written so that a crash can never leave a half-written file.
+
+Layout (a public contract):
+
+    OUTPUT_DIR/config.json                       the resolved configuration and its hash
+    OUTPUT_DIR/results.csv                       one row per finished (trial, variant, round)
+    OUTPUT_DIR/trial_<t>/initial_weights.npz     the trial's initialisation ("<layer>/<weight>" keys)
+    OUTPUT_DIR/trial_<t>/rewind_weights.npz      the weights rounds rewind to (= initial when rewind_iteration=0)
+    OUTPUT_DIR/trial_<t>/<variant>/round_<r>/
+        masks.npz          one boolean array per pruned kernel, keyed by layer name
+        curve.csv          iteration, train_loss, val_loss, val_accuracy, test_loss, test_accuracy
+        start_weights.npz  the weights the round's training started from
+        weights.npz        the trained weights
+        result.json        the round's row; written last, so its presence means "finished"
+
+Every file is written to a temporary name and renamed into place (atomic on POSIX). results.csv is
+regenerated from the result.json files, so it never holds duplicated or partial rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import glob
+import io
+import json
+import os
+import tempfile
+
+import numpy as np
+
+COLUMNS = ["trial", "variant", "round", "pruning", "weights_remaining", "early_stop_iteration",
+           "test_accuracy_at_early_stop", "val_loss_at_early_stop", "test_accuracy", "test_loss",
+           "iterations", "train_seconds"]
+CURVE_COLUMNS = ["iteration", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
+
+
+class StoreError(Exception):
+    """The results directory cannot be used as asked; str(e) says why in one line."""
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def load_npz(path: str) -> dict:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _csv_bytes(rows: list, columns: list) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def check_writable(path: str) -> None:
+    """Raises StoreError unless `path` is, or can be created as, a writable directory (creates nothing)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise StoreError(f"output directory '{path}' is not usable: '{probe}' is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StoreError(f"output directory '{path}' is not writable")
+
+
+class Store:
+    """One experiment's results directory.
+
+        store = Store("results/run1")
+        with store.open(config_dict, config_hash):      # takes the lock, checks or writes config.json
+            if not store.is_done(0, "lottery", 3): ...
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        self._lock = None
+
+    # ---- opening -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open(self, config: dict, config_hash: str, identity: dict, lock_name: str = ".lock"):
+        """Locks the directory for this process and records the configuration.
+
+        Refuses a directory holding results of a configuration with another hash, naming what differs.
+        """
+        check_writable(self.root)
+        existing = self.read_config()
+        if existing and existing.get("hash") != config_hash:
+            old = existing.get("identity", {})
+            diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in identity.items() if old.get(k) != v]
+            raise StoreError(f"'{self.root}' holds results of a different configuration "
+                             f"({'; '.join(diff) or 'hash differs'}); use another --output_dir")
+        os.makedirs(self.root, exist_ok=True)
+        lock_path = os.path.join(self.root, lock_name)
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        handle = open(lock_path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(f"another lth_tf process is running in '{self.root}' (lock {lock_name} is held)")
+        try:
+            atomic_write(os.path.join(self.root, "config.json"),
+                         json.dumps({"hash": config_hash, "identity": identity, "config": config},
+                                    indent=2, sort_keys=True).encode())
+            yield self
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def read_config(self) -> dict | None:
+        path = os.path.join(self.root, "config.json")
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise StoreError(f"'{path}' is unreadable ({e}); use another --output_dir") from None
+
+    # ---- paths ---------------------------------------------------------------------------------------
+    def trial_dir(self, trial: int) -> str:
+        return os.path.join(self.root, f"trial_{trial}")
+
+    def round_dir(self, trial: int, variant: str, round_: int) -> str:
+        return os.path.join(self.trial_dir(trial), variant, f"round_{round_}")
+
+    # ---- per trial -----------------------------------------------------------------------------------
+    def save_weights(self, trial: int, kind: str, weights: dict) -> None:
+        """kind: "initial" or "rewind"."""
+        atomic_write(os.path.join(self.trial_dir(trial), f"{kind}_weights.npz"), _npz_bytes(weights))
+
+    def load_weights(self, trial: int, kind: str) -> dict | None:
+        path = os.path.join(self.trial_dir(trial), f"{kind}_weights.npz")
+        return load_npz(path) if os.path.exists(path) else None
+
+    # ---- per round -----------------------------------------------------------------------------------
+    def is_done(self, trial: int, variant: str, round_: int) -> bool:
+        return os.path.exists(os.path.join(self.round_dir(trial, variant, round_), "result.json"))
+
+    def save_round(self, trial, variant, round_, *, masks, curve, start_weights, weights, row) -> None:
+        """Writes a finished round; result.json goes last, so a crash leaves the round unfinished, not broken."""
+        directory = self.round_dir(trial, variant, round_)
+        atomic_write(os.path.join(directory, "masks.npz"), _npz_bytes(masks))
+        atomic_write(os.path.join(directory, "curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
+        atomic_write(os.path.join(directory, "start_weights.npz"), _npz_bytes(start_weights))
+        atomic_write(os.path.join(directory, "weights.npz"), _npz_bytes(weights))
+        atomic_write(os.path.join(directory, "result.json"), json.dumps(row, sort_keys=True).encode())
+        self.write_results_csv()
+
+    def load_round(self, trial, variant, round_, what: str) -> dict:
+        """what: "masks", "weights" or "start_weights"."""
+        return load_npz(os.path.join(self.round_dir(trial, variant, round_), f"{what}.npz"))
+
+    # ---- the table -----------------------------------------------------------------------------------
+    def results(self) -> list:
+        """Every finished round's row, sorted by (trial, variant, round)."""
+        rows = []
+        for path in glob.glob(os.path.join(self.root, "trial_*", "*", "round_*", "result.json")):
+            try:
+                with open(path) as f:
+                    rows.append(json.load(f))
+            except (OSError, ValueError):
+                continue  # cannot happen with atomic writes; a foreign file is not ours to read
+        return sorted(rows, key=lambda r: (r["trial"], r["variant"], r["round"]))
+
+    def write_results_csv(self) -> None:
+        # Several processes (one per trial) may regenerate the table; serialise them.
+        with open(os.path.join(self.root, ".results.lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            rows = self.results()
+            extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+            atomic_write(os.path.join(self.root, "results.csv"), _csv_bytes(rows, COLUMNS + extra))
+            fcntl.flock(handle, fcntl.LOCK_UN)
