@@ -498,6 +498,8 @@ def plot_histograms(df, rounds, path, variant=None):
     for _, _, _, vals in columns:
         layers += [k for k in vals if k not in layers]
     nrow, ncol = len(layers), len(columns)
+    from matplotlib.ticker import MaxNLocator
+
     fig = _new_figure((3.0 * ncol + 0.6, 2.2 * nrow + 0.6))
     for i, layer in enumerate(layers):
         # Shared bins per layer: the range of the densest (first) column.
@@ -513,6 +515,7 @@ def plot_histograms(df, rounds, path, variant=None):
             ax.set_title(f"{layer}: {_fmt_pct_weights(layer_pct)}% left (round {rnd}, "
                          f"{_fmt_pct_weights(pct)}% overall)", fontsize=8.5)
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(5))
             if i == nrow - 1:
                 ax.set_xlabel("Initial value", fontsize=8)
             if j == 0:
