@@ -10,7 +10,16 @@ from lth_tf import _env  # noqa: F401  (must precede any TensorFlow import)
 
 __version__ = "0.1.0"
 
-from lth_tf.pruning import prune_model  # noqa: E402
-from lth_tf.rewind import RewindCallback, restore, snapshot  # noqa: E402
-
 __all__ = ["RewindCallback", "prune_model", "snapshot", "restore", "__version__"]
+
+_LAZY = {"RewindCallback": "lth_tf.rewind", "restore": "lth_tf.rewind", "snapshot": "lth_tf.rewind",
+         "prune_model": "lth_tf.pruning"}
+
+
+def __getattr__(name):
+    # Lazy, so that `python -m lth_tf.main --bad_flag` answers before TensorFlow is imported.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lth_tf' has no attribute {name!r}")

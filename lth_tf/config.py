@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 
-from lth_tf import data, models
+from lth_tf import specs  # static facts only: validation must not start TensorFlow
 
 VARIANTS = ("lottery", "reinit", "rearrange")
 PRUNING = ("iterative", "oneshot")
@@ -49,8 +49,8 @@ class Config:
     learning_rate: float | None = None
     optimizer: str | None = None
     momentum: float | None = None
-    prune_rate_fc: float = 0.2
-    prune_rate_conv: float = 0.1
+    prune_rate_fc: float | None = None  # None: the paper's rate for the model (models.ModelSpec)
+    prune_rate_conv: float | None = None
     prune_rate_output: float | None = None  # None: half the fc rate
     prune_layers: str = "all"
     rewind_iteration: int = 0
@@ -65,23 +65,26 @@ class Config:
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
         """Fills the paper's defaults for the model and dataset, then validates. Raises ConfigError."""
-        if self.model not in models.MODELS:
-            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(models.MODELS)}")
-        if self.dataset not in data.DATASETS:
-            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(data.DATASETS)}")
-        spec, dspec = models.MODELS[self.model], data.DATASETS[self.dataset]
-        reason = models.fits(self.model, tuple(dspec.input_shape))
+        if self.model not in specs.MODELS:
+            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.MODELS)}")
+        if self.dataset not in specs.DATASETS:
+            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(specs.DATASETS)}")
+        spec, dspec = specs.MODELS[self.model], specs.DATASETS[self.dataset]
+        reason = specs.fits(self.model, tuple(dspec.input_shape))
         if reason:
             raise ConfigError(f"{reason} ('{self.dataset}')")
         batch = self.batch_size if self.batch_size is not None else spec.batch_size
+        fc_rate = self.prune_rate_fc if self.prune_rate_fc is not None else spec.prune_rate_fc
         filled = dataclasses.replace(
             self,
             batch_size=batch,
             learning_rate=self.learning_rate if self.learning_rate is not None else spec.learning_rate,
             optimizer=self.optimizer or spec.optimizer,
             momentum=self.momentum if self.momentum is not None else spec.momentum,
+            prune_rate_fc=fc_rate,
+            prune_rate_conv=self.prune_rate_conv if self.prune_rate_conv is not None else spec.prune_rate_conv,
             prune_rate_output=(self.prune_rate_output if self.prune_rate_output is not None
-                               else self.prune_rate_fc / 2),
+                               else fc_rate / 2),
             variants=tuple(self.variants),
         )
         if filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
@@ -131,7 +134,7 @@ class Config:
         """Training steps per round before rounding up to a multiple of eval_every."""
         if self.iterations is not None:
             return int(self.iterations)
-        dspec = data.DATASETS[self.dataset]
+        dspec = specs.DATASETS[self.dataset]
         steps_per_epoch = math.ceil((dspec.train_size - dspec.validation_size) / self.batch_size)
         return max(1, int(round(self.epochs * steps_per_epoch)))
 

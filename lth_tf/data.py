@@ -31,23 +31,7 @@ class DataError(Exception):
     """A dataset that cannot be had; str(e) is one clear line: what was tried and how to get it."""
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    input_shape: tuple
-    num_classes: int
-    validation_size: int
-    train_size: int  # the dataset's training split, validation included
-
-
-MNIST1D_SAMPLES = 10_000  # 8000 train (800 of them validation) / 2000 test; ~5 s to generate
-MNIST1D_SEED = 42         # generation seed: the same data in every run
-
-DATASETS = {
-    "mnist": DatasetSpec((28, 28, 1), 10, 5000, 60_000),
-    "fashion_mnist": DatasetSpec((28, 28, 1), 10, 5000, 60_000),
-    "cifar10": DatasetSpec((32, 32, 3), 10, 5000, 50_000),
-    "mnist1d": DatasetSpec((40,), 10, MNIST1D_SAMPLES * 8 // 10 // 10, MNIST1D_SAMPLES * 8 // 10),
-}
+from lth_tf.specs import DATASETS, MNIST1D_SAMPLES, MNIST1D_SEED, DatasetSpec  # noqa: E402,F401  (re-exported)
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 _TFDS_HOST = "storage.googleapis.com"

@@ -9,14 +9,15 @@ import sys
 import time
 
 from lth_tf import _env  # noqa: F401
-from absl import app, flags
+from absl import app, flags, logging
 
 from lth_tf import config as config_lib
+from lth_tf import specs
 
 FLAGS = flags.FLAGS
 D = config_lib.Config  # defaults come from one place
 
-flags.DEFINE_enum("model", D.model, list(__import__("lth_tf.models").models.MODELS), "Network to prune.")
+flags.DEFINE_enum("model", D.model, list(specs.MODELS), "Network to prune.")
 flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default).")
 flags.DEFINE_string("data_dir", None, "Where datasets are (tfds directory, or IDX files for fashion_mnist/mnist).")
 flags.DEFINE_string("output_dir", None, "Results directory (default: results/<model>_<dataset>_<config hash>).")
@@ -97,12 +98,19 @@ def _fail(message: str, code: int = 2):
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import data, experiment, store as store_lib  # heavy imports after flag parsing
+    from lth_tf import store as store_lib  # numpy only
 
-    try:
+    try:  # everything that can be checked before TensorFlow starts
         cfg = config_from_flags()
         results_dir = cfg.results_dir()
         store_lib.check_writable(results_dir)
+        store_lib.Store(results_dir).check_compatible(cfg.identity_hash(), cfg.identity())
+    except (config_lib.ConfigError, store_lib.StoreError) as e:
+        _fail(str(e))
+    logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
+    from lth_tf import data, experiment  # starts TensorFlow
+
+    try:
         dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # fails before anything is written
         store = store_lib.Store(results_dir)
         lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"

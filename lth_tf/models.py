@@ -11,41 +11,12 @@ Models end in logits (no softmax); train them with ``from_logits=True``.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
+from lth_tf.specs import MODELS, ModelSpec, fits  # noqa: F401  (re-exported)
+
 layers = keras.layers
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """Paper defaults for a model (Frankle & Carbin 2019, Figure 1, as specified for lth_tf)."""
-
-    image_input: bool  # needs (height, width, channels) input
-    batch_size: int
-    learning_rate: float
-    iterations: int  # the paper's training length; default epochs are derived from it
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    augment: bool = False
-    lr_boundaries: tuple = ()  # iterations at which the learning rate drops 10x
-    warmup_iterations: int = 0
-
-
-MODELS: dict[str, ModelSpec] = {
-    "lenet300_100": ModelSpec(image_input=False, batch_size=60, learning_rate=0.05, iterations=50_000),
-    "conv2": ModelSpec(image_input=True, batch_size=50, learning_rate=0.01, iterations=20_000),
-    "conv4": ModelSpec(image_input=True, batch_size=50, learning_rate=0.003, iterations=25_000),
-    "conv6": ModelSpec(image_input=True, batch_size=60, learning_rate=0.003, iterations=30_000),
-    "resnet18": ModelSpec(image_input=True, batch_size=128, learning_rate=0.1, iterations=30_000,
-                          momentum=0.9, weight_decay=1e-4, augment=True, lr_boundaries=(20_000, 25_000)),
-    "vgg19": ModelSpec(image_input=True, batch_size=64, learning_rate=0.1, iterations=112_000,
-                       momentum=0.9, weight_decay=1e-4, augment=True, lr_boundaries=(80_000, 100_000),
-                       warmup_iterations=10_000),
-}
 
 
 def _normal(stddev: float, seed: int):
@@ -97,9 +68,10 @@ def _conv_stack(inputs, plan, kernel_size, init):
 
 
 def _conv2(inputs, num_classes, seed, dropout):
-    init = _Init("normal", seed)
-    x = _conv_stack(inputs, (64, "pool", 64, "pool"), 5, init)
-    return _dense_head(x, (384, 192), num_classes, init, dropout)
+    # The paper's Conv-2 (Figure 2): 3x3 convolutions 64, 64, pool, then dense 256, 256, 10 (4.3M on CIFAR10).
+    init = _Init("glorot", seed)
+    x = _conv_stack(inputs, (64, 64, "pool"), 3, init)
+    return _dense_head(x, (256, 256), num_classes, init, dropout)
 
 
 def _conv4(inputs, num_classes, seed, dropout):
@@ -171,23 +143,13 @@ _BUILDERS = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv4": _conv4, "c
              "resnet18": _resnet18, "vgg19": _vgg19}
 
 
-def fits(name: str, input_shape: tuple) -> str | None:
-    """Why `name` cannot take inputs of `input_shape`, or None when it can."""
-    spec = MODELS[name]
-    if spec.image_input and len(input_shape) != 3:
-        return f"model '{name}' needs image inputs (height, width, channels), but the dataset gives shape {input_shape}"
-    if spec.image_input and min(input_shape[:2]) < 8:
-        return f"model '{name}' needs images of at least 8x8 pixels, the dataset gives {input_shape}"
-    return None
-
-
 def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0) -> keras.Model:
     """Builds model `name` with weights drawn deterministically from `seed`."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(_BUILDERS))}")
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
     reason = fits(name, tuple(input_shape))
     if reason:
         raise ValueError(reason)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = _BUILDERS[name](inputs, num_classes, seed, dropout)
+    outputs = _BUILDERS[MODELS[name].builder or name](inputs, num_classes, seed, dropout)
     return keras.Model(inputs, outputs, name=name)

@@ -12,6 +12,8 @@ Layout (a public contract):
         start_weights.npz  the weights the round's training started from
         weights.npz        the trained weights
         result.json        the round's row; written last, so its presence means "finished"
+        backup/state.npz   only while the round trains: its state after the last eval_every chunk
+                           (weights, optimizer, curve so far), so a killed run resumes mid-round
 
 Every file is written to a temporary name and renamed into place (atomic on POSIX). results.csv is
 regenerated from the result.json files, so it never holds duplicated or partial rows.
@@ -25,6 +27,7 @@ import glob
 import io
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -99,6 +102,7 @@ class Store:
     def __init__(self, root: str):
         self.root = root
         self._lock = None
+        self._held = set()  # names of the lock files this Store holds (see trial_lock())
 
     # ---- opening -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -108,29 +112,37 @@ class Store:
         Refuses a directory holding results of a configuration with another hash, naming what differs.
         """
         check_writable(self.root)
-        existing = self.read_config()
-        if existing and existing.get("hash") != config_hash:
-            old = existing.get("identity", {})
-            diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in identity.items() if old.get(k) != v]
-            raise StoreError(f"'{self.root}' holds results of a different configuration "
-                             f"({'; '.join(diff) or 'hash differs'}); use another --output_dir")
-        os.makedirs(self.root, exist_ok=True)
+        self.check_compatible(config_hash, identity)
         lock_path = os.path.join(self.root, lock_name)
-        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-        handle = open(lock_path, "a")
+        try:
+            os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+            handle = open(lock_path, "a")
+        except OSError as e:
+            raise StoreError(f"cannot create the output directory '{self.root}': {e.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             raise StoreError(f"another lth_tf process is running in '{self.root}' (lock {lock_name} is held)")
+        self._held.add(lock_name)
         try:
             atomic_write(os.path.join(self.root, "config.json"),
                          json.dumps({"hash": config_hash, "identity": identity, "config": config},
                                     indent=2, sort_keys=True).encode())
             yield self
         finally:
+            self._held.discard(lock_name)
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+    def check_compatible(self, config_hash: str, identity: dict) -> None:
+        """Raises StoreError, naming what differs, if the directory holds another configuration's results."""
+        existing = self.read_config()
+        if existing and existing.get("hash") != config_hash:
+            old = existing.get("identity", {})
+            diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in identity.items() if old.get(k) != v]
+            raise StoreError(f"'{self.root}' holds results of a different configuration "
+                             f"({'; '.join(diff) or 'hash differs'}); use another --output_dir")
 
     def read_config(self) -> dict | None:
         path = os.path.join(self.root, "config.json")
@@ -175,6 +187,64 @@ class Store:
     def load_round(self, trial, variant, round_, what: str) -> dict:
         """what: "masks", "weights" or "start_weights"."""
         return load_npz(os.path.join(self.round_dir(trial, variant, round_), f"{what}.npz"))
+
+    # ---- one trial at a time -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def trial_lock(self, trial: int):
+        """Holds trial_<t>/.lock, or raises StoreError at once if another process holds it.
+
+        A full run takes each trial's lock while it runs that trial, and a --trial_index run opens the
+        store with it, so two processes never write the same trial. Re-entrant within this Store (flock
+        locks belong to an open file: taking the same file twice in one process would refuse itself).
+        The kernel drops the lock when its process dies, SIGKILL included: a crash leaves no stale lock.
+        """
+        name = f"trial_{trial}/.lock"
+        if name in self._held:
+            yield self
+            return
+        path = os.path.join(self.root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(f"trial {trial} is being run by another lth_tf process in '{self.root}' "
+                             f"(lock {name} is held); wait for it, or run the other trials with --trial_index") \
+                from None
+        self._held.add(name)
+        try:
+            yield self
+        finally:
+            self._held.discard(name)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    # ---- crash-safe resume within a round ------------------------------------------------------------
+    def backup_path(self, trial, variant, round_) -> str:
+        """round_<r>/backup/state.npz: the unfinished round's state after its last completed chunk."""
+        return os.path.join(self.round_dir(trial, variant, round_), "backup", "state.npz")
+
+    def save_backup(self, trial, variant, round_, arrays: dict) -> None:
+        """Replaces the round's backup in one atomic rename: a crash leaves the old state or the new one."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # uncompressed: written every eval_every steps, so speed matters
+        atomic_write(self.backup_path(trial, variant, round_), buffer.getvalue())
+
+    def load_backup(self, trial, variant, round_) -> dict | None:
+        path = self.backup_path(trial, variant, round_)
+        if not os.path.exists(path):
+            return None
+        try:
+            return load_npz(path)
+        except (OSError, ValueError, EOFError):
+            return None  # unreadable (cannot come from atomic_write): the round restarts from its start
+
+    def clear_backup(self, trial, variant, round_) -> None:
+        """Removes the backup once the round is stored (or is found finished)."""
+        directory = os.path.dirname(self.backup_path(trial, variant, round_))
+        if os.path.isdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
 
     # ---- the table -----------------------------------------------------------------------------------
     def results(self) -> list:

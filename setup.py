@@ -1,0 +1,32 @@
+"""lth_tf: lottery tickets (Frankle & Carbin, ICLR 2019) for Keras, with tfmot pruning wrappers."""
+import re
+
+from setuptools import find_packages, setup
+
+with open("lth_tf/__init__.py") as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+setup(
+    name="lth_tf",
+    version=VERSION,
+    description="Lottery tickets for Keras: iterative magnitude pruning with tfmot, rewinding, the paper's controls",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["lth_tf", "lth_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "tf-keras>=2.16,<2.22",
+        "tensorflow-model-optimization==0.8.1",
+        "tensorflow-datasets",
+        "absl-py",
+        "numpy",
+        "mnist1d",
+        "setuptools",  # tfmot imports distutils, gone from the standard library in Python 3.12
+    ],
+    extras_require={
+        "plots": ["matplotlib", "pandas"],
+        "tests": ["pytest", "matplotlib", "pandas"],
+    },
+    entry_points={"console_scripts": ["lth_tf=lth_tf.main:run"]},
+)
