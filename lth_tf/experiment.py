@@ -22,7 +22,7 @@ import numpy as np
 import tf_keras as keras
 
 from lth_tf import data as data_lib
-from lth_tf import models, pruning, rewind, training
+from lth_tf import models, pruning, rewind, summaries, training
 from lth_tf.config import Config
 from lth_tf.store import Store
 
@@ -96,8 +96,12 @@ class _Trial:
     def train_round(self, variant, round_, start, masks, record_at=None):
         c = self.config
         self.emit(Event("start", self.trial, variant, round_, {"weights_remaining": pruning.remaining(masks)}))
+        callbacks = []
+        if c.tensorboard:  # one TensorBoard run per round: rounds side by side
+            callbacks.append(summaries.RoundSummaries(
+                summaries.round_log_dir(self.store.root, self.trial, variant, round_)))
         result = self.trainer.train(
-            start, masks, record_at=record_at,
+            start, masks, record_at=record_at, callbacks=callbacks,
             on_eval=lambda p: self.emit(Event("eval", self.trial, variant, round_,
                                               dict(p, total=self.trainer.spec.total_iterations))))
         weights = rewind.snapshot(self.model)

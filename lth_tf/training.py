@@ -160,6 +160,10 @@ class _EvalCurve(keras.callbacks.Callback):
                  "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                  "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
         self.curve.append(point)
+        if logs is not None:
+            # Keras passes this dict on to the callbacks after this one (TensorBoard logging, History),
+            # which find the evaluations under the usual val_* names, and test_* beside them.
+            logs.update({key: point[key] for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy")})
         if self.on_eval:
             self.on_eval(point)
 
