@@ -26,7 +26,11 @@ setup(
     ],
     extras_require={
         "plots": ["matplotlib", "pandas"],
-        "tests": ["pytest", "matplotlib", "pandas"],
+        # The notebook tests execute colab/*.ipynb with nbclient, in an ipykernel.
+        "tests": ["pytest", "matplotlib", "pandas", "nbclient", "nbformat", "ipykernel"],
+        "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib", "pandas"],
+        # Viewing --tensorboard logs; writing them needs only TensorFlow.
+        "tensorboard": ["tensorboard"],
     },
     entry_points={"console_scripts": ["lth_tf=lth_tf.main:run"]},
 )
