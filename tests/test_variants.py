@@ -1,0 +1,186 @@
+"""The paper's variants and options, each checked by its defining property on tiny settings.
+
+    python3 -m pytest -q tests/test_variants.py
+
+lenet300_100 runs on MNIST-1D (generated locally); convolutional runs use a small random image Dataset built here.
+The variants run once through the command line (module fixture); the options run in-process via experiment.run.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lth_tf import data as data_lib
+from lth_tf import experiment, pruning, store as store_lib
+from lth_tf.config import Config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(model="lenet300_100", dataset="mnist1d", iterations=20, eval_every=10)
+
+
+def fake_images(shape=(8, 8, 1), n_train=120, n_eval=40, seed=0):
+    """A random image classification Dataset (labels depend on the mean pixel, so there is something to learn)."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        x = rng.random((n, *shape), dtype=np.float32)
+        y = (x.mean(axis=(1, 2, 3)) * 20).astype(np.int32) % 10
+        return x, y
+
+    (xt, yt), (xv, yv), (xs, ys) = split(n_train), split(n_eval), split(n_eval)
+    return data_lib.Dataset("fake", shape, 10, "random arrays", xt, yt, xv, yv, xs, ys)
+
+
+def run(tmp_path, dataset=None, name="run", **fields):
+    """Runs an experiment in-process; returns its Store."""
+    cfg = Config(output_dir=str(tmp_path / name), **{**TINY, **fields}).resolve()
+    store = store_lib.Store(cfg.results_dir())
+    with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
+        experiment.run(cfg, store, dataset=dataset)
+    return store
+
+
+def npz(path):
+    return store_lib.load_npz(str(path))
+
+
+# ---- lottery / reinit / rearrange, from the command line ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def variants_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("variants") / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lth_tf.main", "--model=lenet300_100", "--dataset=mnist1d", "--rounds=2",
+         "--iterations=20", "--eval_every=10", "--variants=lottery,reinit,rearrange", "--quiet",
+         f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def round_files(root, variant, r, what, trial=0):
+    return npz(root / f"trial_{trial}" / variant / f"round_{r}" / f"{what}.npz")
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_reinit_same_masks_other_initial_values(variants_dir, r):
+    lottery_masks = round_files(variants_dir, "lottery", r, "masks")
+    reinit_masks = round_files(variants_dir, "reinit", r, "masks")
+    lottery_start = round_files(variants_dir, "lottery", r, "start_weights")
+    reinit_start = round_files(variants_dir, "reinit", r, "start_weights")
+    assert lottery_masks.keys() == reinit_masks.keys() == {"fc1", "fc2", "output"}
+    for name, mask in lottery_masks.items():
+        np.testing.assert_array_equal(reinit_masks[name], mask)
+        kernel_l, kernel_r = lottery_start[f"{name}/kernel"], reinit_start[f"{name}/kernel"]
+        # Same zero pattern (the mask), different values on the survivors.
+        np.testing.assert_array_equal(kernel_r != 0, mask)
+        np.testing.assert_array_equal(kernel_l != 0, mask)
+        assert not np.allclose(kernel_l[mask], kernel_r[mask])
+        # ...but drawn from the same initialiser: similar spread.
+        assert 0.8 < kernel_r[mask].std() / kernel_l[mask].std() < 1.25
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_rearrange_keeps_counts_and_values_not_positions(variants_dir, r):
+    lottery_masks = round_files(variants_dir, "lottery", r, "masks")
+    moved_masks = round_files(variants_dir, "rearrange", r, "masks")
+    lottery_start = round_files(variants_dir, "lottery", r, "start_weights")
+    moved_start = round_files(variants_dir, "rearrange", r, "start_weights")
+    for name, mask in lottery_masks.items():
+        moved = moved_masks[name]
+        assert moved.sum() == mask.sum()  # same count per layer
+        if mask.sum() < mask.size:
+            assert not np.array_equal(moved, mask)  # other positions
+        np.testing.assert_array_equal(moved_start[f"{name}/kernel"] != 0, moved)
+        # The multiset of surviving initial values is the winning ticket's.
+        np.testing.assert_array_equal(np.sort(moved_start[f"{name}/kernel"][moved]),
+                                      np.sort(lottery_start[f"{name}/kernel"][mask]))
+
+
+def test_lottery_rewinds_to_initial_values_and_masks_nest(variants_dir):
+    initial = npz(variants_dir / "trial_0" / "initial_weights.npz")
+    previous = None
+    for r in range(3):
+        masks = round_files(variants_dir, "lottery", r, "masks")
+        start = round_files(variants_dir, "lottery", r, "start_weights")
+        for name, mask in masks.items():
+            np.testing.assert_array_equal(start[f"{name}/kernel"], initial[f"{name}/kernel"] * mask)
+            if previous is not None:
+                assert not (mask & ~previous[name]).any()  # a pruned weight never comes back
+                # 20% of the survivors per round, 10% for the output layer.
+                rate = 0.1 if name == "output" else 0.2
+                assert mask.sum() == round(previous[name].sum() * (1 - rate))
+        previous = masks
+
+
+# ---- one-shot pruning ------------------------------------------------------------------------------------------
+
+def test_oneshot_prunes_each_level_from_round0_weights(tmp_path):
+    store = run(tmp_path, pruning="oneshot", rounds=2, iterations=40)
+    round0 = store.load_round(0, "lottery", 0, "weights")
+    rates = {"fc1": 0.2, "fc2": 0.2, "output": 0.1}
+    for r in (1, 2):
+        masks = store.load_round(0, "lottery", r, "masks")
+        for name, mask in masks.items():
+            w = np.abs(round0[f"{name}/kernel"]).ravel()
+            keep = int(round(w.size * (1 - rates[name]) ** r))
+            expected = np.zeros(w.size, bool)
+            expected[np.argsort(-w, kind="stable")[:keep]] = True
+            np.testing.assert_array_equal(mask.ravel(), expected)
+    # Not the iterative mask, which round 2 would take from round 1's trained weights.
+    round1 = store.load_round(0, "lottery", 1, "weights")
+    nested = pruning.prune({n: round1[f"{n}/kernel"] for n in rates}, store.load_round(0, "lottery", 1, "masks"),
+                           rates)
+    oneshot2 = store.load_round(0, "lottery", 2, "masks")
+    assert any(not np.array_equal(nested[n], oneshot2[n]) for n in rates)
+
+
+# ---- late rewinding -------------------------------------------------------------------------------------------
+
+def test_rewind_iteration_restores_the_weights_of_iteration_k(tmp_path):
+    store = run(tmp_path, rewind_iteration=5, rounds=1)
+    trial = tmp_path / "run" / "trial_0"
+    initial, rewind = npz(trial / "initial_weights.npz"), npz(trial / "rewind_weights.npz")
+    assert rewind.keys() == initial.keys()
+    # Round 0 starts from the initialisation; the weights after 5 steps differ from it and from the end of round 0.
+    np.testing.assert_array_equal(store.load_round(0, "lottery", 0, "start_weights")["fc1/kernel"],
+                                  initial["fc1/kernel"])
+    assert not np.allclose(rewind["fc1/kernel"], initial["fc1/kernel"])
+    assert not np.allclose(rewind["fc1/kernel"], store.load_round(0, "lottery", 0, "weights")["fc1/kernel"])
+    masks = store.load_round(0, "lottery", 1, "masks")
+    start = store.load_round(0, "lottery", 1, "start_weights")
+    for key, value in rewind.items():
+        layer, weight = key.split("/")
+        expected = value * masks[layer] if weight == "kernel" and layer in masks else value
+        np.testing.assert_array_equal(start[key], expected)
+
+
+# ---- trials ----------------------------------------------------------------------------------------------------
+
+def test_trials_have_different_initial_weights(tmp_path):
+    store = run(tmp_path, trials=3, rounds=0, iterations=10)
+    initial = [npz(tmp_path / "run" / f"trial_{t}" / "initial_weights.npz")["fc1/kernel"] for t in range(3)]
+    assert all(store.is_done(t, "lottery", 0) for t in range(3))
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not np.allclose(initial[a], initial[b])
+
+
+# ---- which layers are pruned; dropout ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["conv", "fc"])
+def test_prune_layers(tmp_path, which):
+    # Config needs a known dataset name; the model is built on the fake images' shape.
+    cfg = Config(model="conv2", dataset="cifar10", iterations=10, eval_every=10, rounds=1, prune_layers=which,
+                 dropout=0.5 if which == "conv" else 0.0, output_dir=str(tmp_path / which)).resolve()
+    store = store_lib.Store(cfg.results_dir())
+    with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
+        rows = experiment.run(cfg, store, dataset=fake_images())
+    row = next(r for r in rows if r["round"] == 1)
+    conv = {k: v for k, v in row.items() if k.startswith("remaining_conv")}
+    fc = {k: v for k, v in row.items() if k.startswith("remaining_fc") or k == "remaining_output"}
+    assert len(conv) == 2 and len(fc) == 3
+    pruned, dense = (conv, fc) if which == "conv" else (fc, conv)
+    assert all(v == 1.0 for v in dense.values()), dense
+    assert all(v < 1.0 for v in pruned.values()), pruned
