@@ -137,9 +137,13 @@ class _Trial:
             if r > 0 and c.pruning == "oneshot":
                 if round0 is None:
                     round0 = self.store.load_round(trial, "lottery", 0, "weights")
-                masks = pruning.prune_oneshot(_kernels(round0, masks), pruning.expected_remaining(self.rates, r))
+                if models.MODELS[c.model].global_pruning:
+                    masks = pruning.prune_oneshot_global(_kernels(round0, masks), self.rates, r)
+                else:
+                    masks = pruning.prune_oneshot(_kernels(round0, masks), pruning.expected_remaining(self.rates, r))
             elif r > 0:
-                masks = pruning.prune(_kernels(trained, masks), masks, self.rates)
+                prune = pruning.prune_global if models.MODELS[c.model].global_pruning else pruning.prune
+                masks = prune(_kernels(trained, masks), masks, self.rates)
             if r == 0:
                 record = c.rewind_iteration if c.rewind_iteration > 0 else None
                 result, trained = self.train_round("lottery", 0, self.initial, masks, record_at=record)

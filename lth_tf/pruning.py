@@ -97,6 +97,50 @@ def prune_oneshot(kernels_: dict, fractions: dict) -> Masks:
             for name, w in kernels_.items()}
 
 
+def _global_pool(rates: dict) -> dict:
+    """Layers pooled by global pruning, grouped by rate: layers sharing a rate share one magnitude threshold."""
+    pools = {}
+    for name, rate in rates.items():
+        if rate > 0:
+            pools.setdefault(float(rate), []).append(name)
+    return pools
+
+
+def _keep_top_global(kernels_: dict, eligible: dict, names: list, keep: int) -> dict:
+    """Masks keeping the `keep` largest |weights| among the eligible entries of all `names` layers together."""
+    score = np.concatenate([np.where(eligible[n], np.abs(kernels_[n]), -1.0).ravel() for n in names])
+    chosen = np.zeros(score.size, bool)
+    chosen[np.argsort(-score, kind="stable")[:keep]] = True
+    out, start = {}, 0
+    for n in names:
+        size = kernels_[n].size
+        out[n] = chosen[start:start + size].reshape(kernels_[n].shape)
+        start += size
+    return out
+
+
+def prune_global(kernels_: dict, masks: Masks, rates: dict) -> Masks:
+    """Global iterative pruning (the paper's Section 4, VGG-19 and ResNet-18): remove `rate` of the surviving
+    weights of all layers with that rate *together*, by one magnitude threshold, so layers are pruned unevenly.
+    Layers with rate 0 stay as they are. Nested in `masks`."""
+    new = {name: mask.copy() for name, mask in masks.items()}
+    for rate, names in _global_pool(rates).items():
+        survivors = sum(int(masks[n].sum()) for n in names)
+        new.update(_keep_top_global(kernels_, masks, names, int(round(survivors * (1.0 - rate)))))
+    return new
+
+
+def prune_oneshot_global(kernels_: dict, rates: dict, round_: int) -> Masks:
+    """One-shot global pruning to the level `round_` iterative global rounds reach: (1 - rate) ** round_ of the
+    pooled weights, ranked together."""
+    new = {name: np.ones(w.shape, bool) for name, w in kernels_.items()}
+    for rate, names in _global_pool(rates).items():
+        total = sum(kernels_[n].size for n in names)
+        new.update(_keep_top_global(kernels_, {n: np.ones(kernels_[n].shape, bool) for n in names}, names,
+                                    int(round(total * (1.0 - rate) ** round_))))
+    return new
+
+
 def expected_remaining(rates: dict, round_: int) -> dict:
     """Fraction of each layer's weights left after `round_` iterative rounds: (1 - rate) ** round."""
     return {name: (1.0 - rate) ** round_ for name, rate in rates.items()}

@@ -26,6 +26,7 @@ class ModelSpec:
     prune_rate_fc: float = 0.2  # the paper's per-round rates (Figure 2); the output layer gets half the fc rate
     prune_rate_conv: float = 0.1
     builder: str = ""  # which architecture; "" = the model's own name (variants share an architecture)
+    global_pruning: bool = False  # Section 4: VGG-19 and ResNet-18 are pruned globally, not layer by layer
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -38,19 +39,21 @@ MODELS: dict[str, ModelSpec] = {
     # The paper's lower-rate setting (which finds winning tickets without warm-up) is --learning_rate=0.01.
     "resnet18": ModelSpec(image_input=True, batch_size=128, learning_rate=0.1, iterations=30_000,
                           momentum=0.9, weight_decay=1e-4, augment=True, lr_boundaries=(20_000, 25_000),
-                          prune_rate_fc=0.0, prune_rate_conv=0.2),
+                          prune_rate_fc=0.0, prune_rate_conv=0.2, global_pruning=True),
     # ...and the same with linear learning-rate warm-up from 0 over 20K iterations (Figure 8).
     "resnet18_warmup": ModelSpec(image_input=True, batch_size=128, learning_rate=0.1, iterations=30_000,
                                  momentum=0.9, weight_decay=1e-4, augment=True, lr_boundaries=(20_000, 25_000),
                                  warmup_iterations=20_000, prune_rate_fc=0.0, prune_rate_conv=0.2,
+                                 global_pruning=True,
                                  builder="resnet18"),
     "vgg19": ModelSpec(image_input=True, batch_size=64, learning_rate=0.1, iterations=112_000,
                        momentum=0.9, weight_decay=1e-4, augment=True, lr_boundaries=(80_000, 100_000),
-                       prune_rate_fc=0.0, prune_rate_conv=0.2),
+                       prune_rate_fc=0.0, prune_rate_conv=0.2, global_pruning=True),
     # VGG-19 with linear warm-up over 10K iterations (Figure 7).
     "vgg19_warmup": ModelSpec(image_input=True, batch_size=64, learning_rate=0.1, iterations=112_000,
                               momentum=0.9, weight_decay=1e-4, augment=True, lr_boundaries=(80_000, 100_000),
                               warmup_iterations=10_000, prune_rate_fc=0.0, prune_rate_conv=0.2,
+                              global_pruning=True,
                               builder="vgg19"),
 }
 

@@ -5,6 +5,10 @@
 Counts are checked against Frankle & Carbin (ICLR 2019), Figure 2, and against the exact count that the
 paper's layer layout gives (so a changed layer is caught even where the paper rounds).
 """
+import glob
+import os
+import re
+
 import numpy as np
 import pytest
 import tf_keras as keras
@@ -126,11 +130,11 @@ def test_resnet18_prunes_convolutions_and_leaves_batchnorm(tmp_path):
     start = store.load_round(0, "lottery", 1, "start_weights")
     trained = store.load_round(0, "lottery", 1, "weights")
     assert masks and all(name.startswith("conv") or name == "output" for name in masks)
-    for name, mask in masks.items():
-        if name == "output":
-            assert mask.all()  # fc 0%: the output layer stays dense
-        else:
-            assert mask.sum() == round(mask.size * 0.8)
+    assert masks["output"].all()  # fc 0%: the output layer stays dense
+    convs = [m for name, m in masks.items() if name != "output"]
+    # Global pruning (Section 4): 20% of all convolution weights by one threshold, so layers lose unequal shares.
+    assert sum(int(m.sum()) for m in convs) == round(sum(m.size for m in convs) * 0.8)
+    assert len({round(float(m.mean()), 3) for m in convs}) > 3
     bn = [k for k in start if k.startswith("bn")]
     assert len(bn) == 4 * 21  # gamma, beta, moving mean and variance of all 21 BatchNorm layers
     initial = store.load_weights(0, "initial")
@@ -140,3 +144,51 @@ def test_resnet18_prunes_convolutions_and_leaves_batchnorm(tmp_path):
     assert all(np.all(start[k] == 1.0) for k in gammas)
     assert all(np.all(trained[k] != 0) for k in gammas)
     assert any(not np.allclose(trained[k], start[k]) for k in gammas)  # trained, not masked
+
+
+def test_global_pruning_ranks_layers_together():
+    rng = np.random.default_rng(0)
+    kernels = {"small": rng.normal(0, 0.1, (10, 10)), "large": rng.normal(0, 1.0, (10, 10)),
+               "output": rng.normal(0, 0.01, (10, 2))}
+    rates = {"small": 0.2, "large": 0.2, "output": 0.0}
+    masks = {n: np.ones(k.shape, bool) for n, k in kernels.items()}
+    one = pruning.prune_global(kernels, masks, rates)
+    assert one["output"].all()  # rate 0: not in the pool, even with the smallest weights
+    assert one["small"].sum() + one["large"].sum() == 160
+    assert one["small"].sum() < 80 < one["large"].sum()  # the small-magnitude layer loses more
+    two = pruning.prune_global(kernels, one, rates)
+    assert two["small"].sum() + two["large"].sum() == 128
+    assert not any((two[n] & ~one[n]).any() for n in kernels)  # nested
+    # One-shot global to round 2 ranks the same weights at once: here the same masks as two iterative steps.
+    shot = pruning.prune_oneshot_global(kernels, rates, 2)
+    assert all(np.array_equal(shot[n], two[n]) for n in kernels)
+
+
+FLAGFILES = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags",
+                                          "fig*.flags")))
+
+
+@pytest.mark.parametrize("path", FLAGFILES, ids=[os.path.basename(p) for p in FLAGFILES])
+def test_figure_flagfiles_resolve(path):
+    """Each figure's flagfile names its figure in its header and parses into a valid configuration."""
+    from lth_tf import main as cli
+
+    text = open(path).read()
+    figure = re.match(r"fig(\d+)_", os.path.basename(path)).group(1)
+    assert re.search(rf"^# .*Figure {figure}\b", text, re.M), "the header must say which figure it reproduces"
+    cli.FLAGS.unparse_flags()
+    try:
+        cli.FLAGS(["lth_tf.main", f"--flagfile={path}"])
+        cfg = cli.config_from_flags()
+    finally:
+        cli.FLAGS.unparse_flags()
+    assert cfg.output_dir == f"results/{os.path.basename(path)[:-len('.flags')]}"
+    assert cfg.rounds >= 15 and cfg.trials >= 3 and "lottery" in cfg.variants
+    if "dropout" in path:
+        assert cfg.dropout == 0.5
+    if "oneshot" in path:
+        assert cfg.pruning == "oneshot"
+    if "warmup" in path:
+        assert models.MODELS[cfg.model].warmup_iterations > 0
+    elif cfg.model in ("vgg19", "resnet18"):
+        assert models.MODELS[cfg.model].warmup_iterations == 0
