@@ -31,7 +31,7 @@ from lth_tf.store import Store
 class Event:
     """Progress reported to the caller (main.py prints it; the library prints nothing)."""
 
-    kind: str  # "start", "eval", "round", "skip", "done"
+    kind: str  # "start", "resume", "eval", "round", "skip", "done"
     trial: int = 0
     variant: str = ""
     round: int = 0
@@ -53,7 +53,8 @@ def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset |
     emit = on_event or (lambda event: None)
     dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
     for trial in config.trial_ids():
-        _Trial(config, store, dataset, trial, emit, strategy).run()
+        with store.trial_lock(trial):  # never two processes on one trial (a full run and a --trial_index run)
+            _Trial(config, store, dataset, trial, emit, strategy).run()
     emit(Event("done"))
     return store.results()
 
@@ -100,10 +101,17 @@ class _Trial:
         if c.tensorboard:  # one TensorBoard run per round: rounds side by side
             callbacks.append(summaries.RoundSummaries(
                 summaries.round_log_dir(self.store.root, self.trial, variant, round_)))
+        store, trial = self.store, self.trial
+        # The round's data order depends on (trial seed, round) only, so a resumed or re-run round sees the
+        # same batches; the backup (after each eval_every chunk) lets a killed run continue mid-round.
         result = self.trainer.train(
             start, masks, record_at=record_at, callbacks=callbacks,
             on_eval=lambda p: self.emit(Event("eval", self.trial, variant, round_,
-                                              dict(p, total=self.trainer.spec.total_iterations))))
+                                              dict(p, total=self.trainer.spec.total_iterations))),
+            data_key=data_key(self.seed, round_),
+            backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_),
+                                       save=lambda arrays: store.save_backup(trial, variant, round_, arrays)),
+            on_resume=lambda it: self.emit(Event("resume", trial, variant, round_, {"iteration": it})))
         weights = rewind.snapshot(self.model)
         best = result.early_stop
         final = result.curve[-1]
@@ -117,6 +125,7 @@ class _Trial:
         row.update({f"remaining_{name}": float(m.mean()) for name, m in masks.items()})
         self.store.save_round(self.trial, variant, round_, masks=masks, curve=result.curve,
                               start_weights=_masked(start, masks), weights=weights, row=row)
+        self.store.clear_backup(self.trial, variant, round_)
         self.emit(Event("round", self.trial, variant, round_, row))
         return result, weights
 
@@ -129,6 +138,7 @@ class _Trial:
         for r in range(c.rounds + 1):
             if self.store.is_done(trial, "lottery", r):
                 self.emit(Event("skip", trial, "lottery", r))
+                self.store.clear_backup(trial, "lottery", r)  # left if a crash came right after result.json
                 masks = self.store.load_round(trial, "lottery", r, "masks")
                 next_pending = r < c.rounds and not self.store.is_done(trial, "lottery", r + 1)
                 # Only the last finished round's weights are needed, to prune the next one.
@@ -163,6 +173,7 @@ class _Trial:
         for r in range(1, c.rounds + 1):
             if self.store.is_done(trial, variant, r):
                 self.emit(Event("skip", trial, variant, r))
+                self.store.clear_backup(trial, variant, r)
                 continue
             masks = self.store.load_round(trial, "lottery", r, "masks")
             rng = np.random.default_rng([self.seed, r, 1 if variant == "reinit" else 2])
@@ -174,6 +185,11 @@ class _Trial:
                 start = dict(rewind_to)
                 start.update({f"{name}/kernel": kernel for name, kernel in moved.items()})
             self.train_round(variant, r, start, masks)
+
+
+def data_key(trial_seed: int, round_: int) -> int:
+    """The seed of a round's data order: a pure function of (trial seed, round), the same in any process."""
+    return int(np.random.SeedSequence([trial_seed & 0xFFFFFFFF, round_]).generate_state(1)[0])
 
 
 def _kernels(weights: dict, masks: dict) -> dict:

@@ -74,6 +74,10 @@ class Printer:
                   f"early-stop iteration {row['early_stop_iteration']:>6}  "
                   f"test accuracy {row['test_accuracy_at_early_stop']:.4f} (final {row['test_accuracy']:.4f})  "
                   f"{row['train_seconds']:.1f}s", flush=True)
+        elif event.kind == "resume" and not self.quiet:
+            self._clear()
+            print(f"trial {event.trial}  {event.variant:<9} round {event.round:>2}  resuming from its backup at "
+                  f"iteration {event.info['iteration']}", flush=True)
         elif event.kind == "skip" and not self.quiet:
             print(f"trial {event.trial}  {event.variant:<9} round {event.round:>2}  already finished", flush=True)
         elif event.kind == "eval" and not self.quiet:
@@ -108,8 +112,15 @@ def main(argv) -> None:
     except (config_lib.ConfigError, store_lib.StoreError) as e:
         _fail(str(e))
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
-    from lth_tf import data, experiment  # starts TensorFlow
+    from lth_tf import data, distribute, experiment  # starts TensorFlow
 
+    try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
+        strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
+        if cfg.deterministic:
+            distribute.enable_determinism(cfg.seed)
+        chief = distribute.is_chief(cfg.strategy)
+    except distribute.StrategyError as e:
+        _fail(str(e))
     try:
         dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # fails before anything is written
         store = store_lib.Store(results_dir)
@@ -118,8 +129,15 @@ def main(argv) -> None:
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
-        with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock):
-            experiment.run(cfg, store, on_event=printer, dataset=dataset)
+        if strategy is not None:
+            role = "" if chief else " (not the chief: the chief writes the results)"
+            print(f"lth_tf: strategy {cfg.strategy}: {distribute.describe(strategy)}{role}", flush=True)
+        if chief:
+            with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock):
+                experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
+        else:  # same steps as the chief (collectives need every worker), writes to a throwaway directory
+            with distribute.WorkerStore.opened(results_dir) as worker_store:
+                experiment.run(cfg, worker_store, on_event=printer, dataset=dataset, strategy=strategy)
         print(f"lth_tf: done in {time.perf_counter() - printer.began:.1f}s; table: {results_dir}/results.csv",
               flush=True)
     except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:

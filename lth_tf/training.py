@@ -10,10 +10,16 @@ get the same updates as under tfmot's wrapper.
     trainer = RoundTrainer(model, data, TrainSpec(batch_size=60, learning_rate=0.05, iterations=1000))
     result = trainer.train(start_weights, masks)        # rewinds, trains, evaluates every eval_every steps
     result.early_stop_iteration, result.test_accuracy_at_early_stop
+
+Resumable rounds: a round's data order is a pure function of (data_key, position) (`train_stream`), and
+with `backup=BackupSlot(load, save)` the trainer saves its state after every eval_every chunk (a Keras
+"epoch": weights, optimizer slots and step, the curve so far, late-rewind weights) and, when `load()` finds
+such a state, continues from that chunk. With op determinism the resumed round equals an uninterrupted one.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 
@@ -131,6 +137,119 @@ def reset_optimizer(optimizer) -> None:
         variable.assign(tf.zeros_like(variable))
 
 
+INFINITY = 1 << 62  # "forever" for tf.data ranges
+
+
+def train_stream(x, y, batch_size: int, key: int, start_batch: int = 0, augment: bool = False) -> tf.data.Dataset:
+    """Infinite batches of (x, y) whose order is a pure function of (key, batch position).
+
+    Data epoch e is the permutation argsort(stateless_uniform(seed=(key, e))) of the training examples;
+    batches run across epoch boundaries (as shuffle().repeat().batch() does). Starting at `start_batch`
+    costs one permutation plus skipping less than one epoch of indices, so a resumed round, or a round
+    run in a fresh process, sees exactly the batches an uninterrupted run would. Only indices are
+    shuffled; `x` and `y` (tensors, built once per trainer) are gathered per batch, so no per-round copy
+    or cache of the data is made. Every stream has the same element spec: fitting on a new stream reuses
+    the traced training step.
+
+    augment (HxWxC images): random flip and 4-px translation, seeded by (key, position of the example).
+    """
+    n = int(x.shape[0])
+    first = int(start_batch) * int(batch_size)
+
+    def permutation(epoch):
+        seed = tf.stack([tf.constant(key, tf.int64), epoch])
+        return tf.data.Dataset.from_tensor_slices(tf.argsort(tf.random.stateless_uniform([n], seed=seed)))
+
+    indices = tf.data.Dataset.range(first // n, INFINITY).flat_map(permutation).skip(first % n)
+    if augment:
+        from lth_tf.data import _augment  # the pipeline's own augmentation, keyed by the example's position
+        examples = tf.data.Dataset.zip(tf.data.Dataset.range(first, INFINITY), indices).map(
+            lambda position, i: _augment(position, (tf.gather(x, i), tf.gather(y, i)), seed=key),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        batches = examples.batch(batch_size)
+    else:
+        batches = indices.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    return batches.with_options(_data_sharding()).prefetch(tf.data.AUTOTUNE)
+
+
+def _data_sharding() -> tf.data.Options:
+    # In-memory data has no files to shard; say so, rather than have multi-worker runs try and warn.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupSlot:
+    """Where one round's in-progress state lives: load() -> dict of arrays or None; save(dict)."""
+
+    load: object
+    save: object
+
+
+class _Backup(keras.callbacks.Callback):
+    """Saves the round's state after every chunk but the last, and restores a loaded one at train begin.
+
+    Runs after the RewindCallback that resets the start weights (list order), so a restored state wins.
+    """
+
+    VERSION = 1
+
+    def __init__(self, slot, state, curve, recorder, spec, began_seconds):
+        super().__init__()
+        self.slot, self.state, self.curve, self.recorder, self.spec = slot, state, curve, recorder, spec
+        self.began_seconds = began_seconds
+        self.clock = time.perf_counter()
+        self.rewind_weights = None
+
+    @classmethod
+    def unpack(cls, arrays, optimizer, spec):
+        """The loaded state if it fits this round's trainer, else None (the round then starts over)."""
+        if not arrays or "meta" not in arrays:
+            return None
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError:
+            return None
+        variables = optimizer.variables
+        if (meta.get("version") != cls.VERSION or meta.get("total") != spec.total_iterations
+                or meta.get("chunk_size") != spec.chunk or not 0 < meta.get("chunk", 0) < spec.total_iterations // spec.chunk
+                or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):
+            return None
+        meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
+        meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
+        rewind_weights = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")}
+        meta["rewind"] = rewind_weights or None
+        return meta
+
+    def on_train_begin(self, logs=None):
+        if self.state is None:
+            return
+        from lth_tf import rewind
+        rewind.restore(self.model, self.state["net"], masks={})  # pruned entries were saved as zeros
+        for variable, value in zip(self.model.optimizer.variables, self.state["optimizer"]):
+            variable.assign(value)
+        self.rewind_weights = self.state["rewind"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done >= self.spec.total_iterations // self.spec.chunk:
+            return  # the round is finished: the store keeps the result, not a backup
+        from lth_tf import rewind
+        variables = self.model.optimizer.variables
+        if self.recorder is not None and self.recorder.weights is not None:
+            self.rewind_weights = self.recorder.weights
+        meta = {"version": self.VERSION, "chunk": done, "chunk_size": self.spec.chunk,
+                "total": self.spec.total_iterations, "curve": self.curve.curve,
+                "seconds": self.began_seconds + time.perf_counter() - self.clock,
+                "optimizer_shapes": [list(v.shape) for v in variables]}
+        arrays = {"meta": np.array(json.dumps(meta))}
+        arrays.update({f"net/{k}": v for k, v in rewind.snapshot(self.model).items()})
+        arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(variables)})
+        arrays.update({f"rewind/{k}": v for k, v in (self.rewind_weights or {}).items()})
+        self.slot.save(arrays)
+
+
 @dataclasses.dataclass
 class RoundResult:
     curve: list  # dicts: iteration, train_loss, val_loss, val_accuracy, test_loss, test_accuracy
@@ -138,6 +257,7 @@ class RoundResult:
     seconds: float
     weights: dict | None = None  # set by the caller from rewind.snapshot
     rewind_weights: dict | None = None  # recorded at `record_at`, when asked
+    resumed_from: int = 0  # the iteration a backup let this round start from (0: from the beginning)
 
     @property
     def early_stop(self) -> dict:
@@ -177,27 +297,49 @@ class RoundTrainer:
         self.trainer.compile(optimizer=make_optimizer(spec),
                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                              metrics=["accuracy"])
-        self.train_data = data.train_pipeline(spec.batch_size, spec.seed, augment=spec.augment)
-        self.val_data = data.eval_pipeline("validation")
-        self.test_data = data.eval_pipeline("test")
+        # Slots exist from the start (not at the first step), so a backup can be restored into them.
+        self.trainer.optimizer.build(self.trainer.trainable_variables)
+        with tf.device("/cpu:0"):  # the training data, once; each round's stream only gathers from it
+            self._x, self._y = tf.constant(data.x_train), tf.constant(data.y_train)
+        self.val_data = data.eval_pipeline("validation").with_options(_data_sharding())
+        self.test_data = data.eval_pipeline("test").with_options(_data_sharding())
 
     def train(self, start_weights: dict, masks: dict, record_at: int | None = None,
-              on_eval=None, callbacks=()) -> RoundResult:
+              on_eval=None, callbacks=(), data_key: int | None = None, backup: BackupSlot | None = None,
+              on_resume=None) -> RoundResult:
         """Rewinds to `start_weights` under `masks`, trains `spec.iterations` steps, evaluating as it goes.
 
         record_at: also return the weights after this many steps (late rewinding).
+        data_key: picks the round's data order (default: spec.seed); see `train_stream`.
+        backup: saves state after each chunk; a state it loads makes the round continue from there
+            (on_resume(iteration) is called first).
         """
         spec = self.spec
+        chunks = spec.total_iterations // spec.chunk
         reset_optimizer(self.trainer.optimizer)
         self.trainer.set_masks(masks)
+        state = _Backup.unpack(backup.load(), self.trainer.optimizer, spec) if backup else None
+        start_chunk = state["chunk"] if state else 0
+        if state and on_resume:
+            on_resume(start_chunk * spec.chunk)
         curve = _EvalCurve(self.val_data, self.test_data, spec.chunk, on_eval)
-        recorder = RewindCallback(rewind_iteration=record_at) if record_at else None
+        curve.curve = list(state["curve"]) if state else []
+        recorder = None
+        if record_at and not (state and state["rewind"] is not None):
+            # Counts from where this fit starts; a resumed state past record_at carries the recorded weights.
+            recorder = RewindCallback(rewind_iteration=record_at - start_chunk * spec.chunk)
+        saver = _Backup(backup, state, curve, recorder, spec, state["seconds"] if state else 0.0) if backup else None
         all_callbacks = [RewindCallback(weights=start_weights, masks=masks)]
         all_callbacks += [recorder] if recorder else []
-        all_callbacks += [curve, *callbacks]
+        all_callbacks += [curve] + ([saver] if saver else []) + [*callbacks]
+        stream = train_stream(self._x, self._y, spec.batch_size, spec.seed if data_key is None else data_key,
+                              start_batch=start_chunk * spec.chunk, augment=spec.augment)
         began = time.perf_counter()
-        self.trainer.fit(self.train_data, epochs=spec.total_iterations // spec.chunk,
+        self.trainer.fit(stream, epochs=chunks, initial_epoch=start_chunk,
                          steps_per_epoch=spec.chunk, callbacks=all_callbacks, verbose=0)
-        seconds = time.perf_counter() - began
+        seconds = time.perf_counter() - began + (state["seconds"] if state else 0.0)
+        rewind_weights = None
+        if record_at:
+            rewind_weights = recorder.weights if recorder else state["rewind"]
         return RoundResult(curve=curve.curve, iterations=spec.total_iterations, seconds=seconds,
-                           rewind_weights=recorder.weights if recorder else None)
+                           rewind_weights=rewind_weights, resumed_from=start_chunk * spec.chunk)

@@ -1,0 +1,168 @@
+"""Crash-safe resume and processes sharing a results directory.
+
+- A run SIGKILLed in the middle of round 1 and started again finishes with exactly the results of an
+  uninterrupted run (--deterministic): same results.csv numbers (timing aside), masks, weights and curves.
+- A second process on a directory in use is refused with one clear line; a full run and a --trial_index run
+  never write the same trial (trial locks).
+- Two --trial_index processes write one directory, and the report merges their trials.
+"""
+import csv
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lth_tf import report
+from lth_tf.store import Store, StoreError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def _main(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "lth_tf.main", *args], cwd=REPO, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _finish(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _rows(root):
+    with open(os.path.join(root, "results.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def _npz(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+# ---- killed mid-round, resumed exactly ------------------------------------------------------------------
+
+# 20 evaluation chunks per round: a backup after each, so the kill lands in the middle of the round.
+# Momentum gives the optimizer state (slots) that the backup must carry for the resumed run to be exact.
+CRASH = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=1", "--iterations=200", "--eval_every=10",
+         "--momentum=0.9", "--deterministic"]
+
+
+@pytest.mark.multiprocess
+def test_sigkill_mid_round_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    whole, crashed = str(tmp_path / "whole"), str(tmp_path / "crashed")
+    reference = _main(*CRASH, f"--output_dir={whole}")
+    victim = _main(*CRASH, f"--output_dir={crashed}")
+    backup = os.path.join(crashed, "trial_0", "lottery", "round_1", "backup", "state.npz")
+    while not os.path.exists(backup):
+        assert victim.poll() is None, "the run ended before round 1 saved a backup"
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)  # mid-chunk: the backup is at a chunk end, training is past it
+    victim.communicate()
+    round1 = os.path.join(crashed, "trial_0", "lottery", "round_1")
+    assert not os.path.exists(os.path.join(round1, "result.json")) and os.path.exists(backup)
+    assert [r["round"] for r in _rows(crashed)] == ["0"]
+
+    out = _finish(_main(*CRASH, f"--output_dir={crashed}"))
+    assert "round  0  already finished" in out
+    resumed_at = int(out.split("round  1  resuming from its backup at iteration ")[1].split()[0])
+    assert 0 < resumed_at < 200
+    _finish(reference)
+
+    a, b = _rows(whole), _rows(crashed)
+    assert [(r["trial"], r["variant"], r["round"]) for r in b] == [("0", "lottery", "0"), ("0", "lottery", "1")]
+    for ra, rb in zip(a, b):  # every number but the timing, exactly
+        assert {k: v for k, v in ra.items() if k != "train_seconds"} == \
+               {k: v for k, v in rb.items() if k != "train_seconds"}
+    for r in range(2):
+        for name in ("masks", "weights", "start_weights"):
+            wa = _npz(os.path.join(whole, "trial_0", "lottery", f"round_{r}", f"{name}.npz"))
+            wb = _npz(os.path.join(crashed, "trial_0", "lottery", f"round_{r}", f"{name}.npz"))
+            assert sorted(wa) == sorted(wb)
+            for key in wa:
+                np.testing.assert_array_equal(wa[key], wb[key], err_msg=f"round {r} {name} {key}")
+        with open(os.path.join(whole, "trial_0", "lottery", f"round_{r}", "curve.csv")) as fa, \
+                open(os.path.join(crashed, "trial_0", "lottery", f"round_{r}", "curve.csv")) as fb:
+            assert fa.read() == fb.read()
+    assert not os.path.exists(os.path.dirname(backup))  # removed once the round was stored
+
+
+# ---- locks -------------------------------------------------------------------------------------------
+
+HOLDER = ("import fcntl, os, sys, time\n"
+          "path = sys.argv[1]; os.makedirs(os.path.dirname(path), exist_ok=True)\n"
+          "f = open(path, 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")
+
+
+class _Holder:
+    """Another process holding a lock file of the results directory (as a running lth_tf would)."""
+
+    def __init__(self, path):
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "held"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_a_second_process_on_the_directory_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    with _Holder(out / ".lock"):
+        proc = _main("--rounds=0", "--iterations=20", "--eval_every=20", f"--output_dir={out}")
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    ours = [line for line in err.splitlines() if line.startswith("lth_tf")]
+    assert len(ours) == 1 and ours[0].startswith(f"lth_tf: error: another lth_tf process is running in '{out}'")
+    assert "Traceback" not in err
+    assert not (out / "trial_0").exists()
+
+
+def test_trial_locks_keep_a_full_run_and_a_trial_index_run_apart(tmp_path):
+    from lth_tf import experiment
+    from lth_tf.config import Config
+    root = tmp_path / "run"
+    store = Store(str(root))
+    cfg = Config(rounds=0, iterations=20, eval_every=20, trials=2, output_dir=str(root)).resolve()
+    # A --trial_index=0 process holds trial 0: the full run refuses it before training anything ...
+    with _Holder(root / "trial_0" / ".lock"):
+        with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
+            with pytest.raises(StoreError, match=r"trial 0 is being run by another lth_tf process"):
+                experiment.run(cfg, store, dataset=object())
+        assert not (root / "trial_0" / "lottery").exists()
+        # ... while trial 1 is free, and taking a lock this store already holds does not refuse itself.
+        with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name="trial_1/.lock"):
+            with store.trial_lock(1):
+                pass
+    # Once the holder is gone (its process ended: the kernel drops the lock), the trial is free again.
+    with store.trial_lock(0):
+        pass
+
+
+# ---- trials spread over processes ----------------------------------------------------------------------
+
+def test_two_trial_index_processes_share_a_directory_and_the_report_merges_them(tmp_path):
+    root = str(tmp_path / "shared")
+    args = ["--trials=2", "--rounds=1", "--iterations=20", "--eval_every=20", "--quiet", f"--output_dir={root}"]
+    procs = [_main(*args, f"--trial_index={t}") for t in (0, 1)]
+    for proc in procs:
+        _finish(proc)
+    rows = _rows(root)
+    assert sorted((r["trial"], r["round"]) for r in rows) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+    table = report.summarize(report.load_results(root))
+    assert list(table["round"]) == [0, 1] and list(table["trials"]) == [2, 2]
+    # Different trials are different draws: their dense rounds do not coincide.
+    t0, t1 = (_npz(os.path.join(root, f"trial_{t}", "initial_weights.npz"))["fc1/kernel"] for t in (0, 1))
+    assert not np.array_equal(t0, t1)
