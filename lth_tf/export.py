@@ -29,6 +29,7 @@ From Python:
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -104,24 +105,31 @@ def _stripped(config: dict, values: dict, masks: dict):
     return tfmot.sparsity.keras.strip_pruning(pruning.wrap(model, masks))
 
 
-def _save(model, directory: str, stem: str) -> dict:
-    """Saves `model` as .keras, .h5 and .tflite; returns {format: path}."""
-    paths = {fmt: os.path.join(directory, f"{stem}.{fmt}") for fmt in FORMATS}
-    # The files hold the network only, uncompiled (as in tfmot's guide): nothing of an optimizer. Saving an
-    # uncompiled model makes tf_keras log a warning about compiled metrics, and it calls .h5 "legacy";
-    # neither applies here.
-    logger, level = logging.getLogger("tensorflow"), logging.getLogger("tensorflow").level
+@contextlib.contextmanager
+def _quiet():
+    """Silences what saving logs about itself: tf_keras warns that an uncompiled model has no compiled metrics
+    and calls .h5 "legacy"; the TFLite converter announces its temporary SavedModel ("Assets written to")."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.save(paths["keras"])
-            model.save(paths["h5"], include_optimizer=False)
+            yield
     finally:
         logger.setLevel(level)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _save(model, directory: str, stem: str) -> dict:
+    """Saves `model` as .keras, .h5 and .tflite; returns {format: path}."""
+    paths = {fmt: os.path.join(directory, f"{stem}.{fmt}") for fmt in FORMATS}
+    with _quiet():
+        # The network only, uncompiled (as in tfmot's guide): nothing of an optimizer goes into the files.
+        model.save(paths["keras"])
+        model.save(paths["h5"], include_optimizer=False)
+        tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     with open(paths["tflite"], "wb") as f:
-        f.write(converter.convert())
+        f.write(tflite)
     return paths
 
 
