@@ -54,7 +54,8 @@ def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset |
     dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
     for trial in config.trial_ids():
         with store.trial_lock(trial):  # never two processes on one trial (a full run and a --trial_index run)
-            _Trial(config, store, dataset, trial, emit, strategy).run()
+            with training.precision_policy(config.mixed_precision):  # models are built inside the trial
+                _Trial(config, store, dataset, trial, emit, strategy).run()
     emit(Event("done"))
     return store.results()
 

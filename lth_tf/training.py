@@ -18,6 +18,7 @@ such a state, continues from that chunk. With op determinism the resumed round e
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -49,7 +50,8 @@ class MaskedTrainer(keras.Model):
             for name, layer in self._layers_by_name.items()}
 
     def call(self, inputs, training=None):
-        return self.net(inputs, training=training)
+        # Under a mixed_float16 policy the net computes in float16; the loss and metrics take float32 logits.
+        return tf.cast(self.net(inputs, training=training), tf.float32)
 
     def set_masks(self, masks: dict) -> None:
         for name, variable in self.mask_variables.items():
@@ -88,6 +90,10 @@ class TrainSpec:
     augment: bool = False
     seed: int = 0
     mixed_precision: bool = False
+    # Training steps per call into TensorFlow: fewer Python round trips per step (lenet300_100 trains about
+    # 1.4x faster on CPU at 50 than at 1) and the same updates. Fits whose callbacks need every step
+    # (late-rewind recording, user callbacks with batch hooks) run one step per call.
+    steps_per_execution: int = 50
 
     @property
     def chunk(self) -> int:
@@ -128,6 +134,22 @@ def make_optimizer(spec: TrainSpec):
     if spec.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """Builds and trains the models made inside under Keras' mixed_float16 policy when `mixed` (float16
+    compute, float32 variables; MaskedTrainer returns float32 logits, make_optimizer scales the loss).
+    Keras reads the global policy when a layer is made, so models must be built inside. Restores the old one."""
+    if not mixed:
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def reset_optimizer(optimizer) -> None:
@@ -260,9 +282,29 @@ class RoundResult:
     resumed_from: int = 0  # the iteration a backup let this round start from (0: from the beginning)
 
     @property
+    def eval_seconds(self) -> float:
+        """Time spent evaluating (included in `seconds`); `seconds - eval_seconds` is pure training."""
+        return float(sum(point.get("eval_seconds", 0.0) for point in self.curve))
+
+    @property
     def early_stop(self) -> dict:
         """The evaluation with minimum validation loss (the paper's early-stopping criterion)."""
         return min(self.curve, key=lambda point: point["val_loss"])
+
+
+@contextlib.contextmanager
+def _one_step_per_execution(model):
+    """Evaluation runs one batch per call: a multi-step call would end mid-way at the end of a dataset whose
+    size Keras cannot see (distributed inputs). Restores the training setting afterwards."""
+    variable = getattr(model, "_steps_per_execution", None)
+    steps = int(variable.numpy()) if variable is not None else 1
+    if steps != 1:
+        variable.assign(1)
+    try:
+        yield
+    finally:
+        if steps != 1:
+            variable.assign(steps)
 
 
 class _EvalCurve(keras.callbacks.Callback):
@@ -274,11 +316,15 @@ class _EvalCurve(keras.callbacks.Callback):
         self.curve = []
 
     def on_epoch_end(self, epoch, logs=None):
-        val = self.model.evaluate(self.val, verbose=0, return_dict=True)
-        test = self.model.evaluate(self.test, verbose=0, return_dict=True)
+        began = time.perf_counter()
+        with _one_step_per_execution(self.model):
+            val = self.model.evaluate(self.val, verbose=0, return_dict=True)
+            test = self.model.evaluate(self.test, verbose=0, return_dict=True)
         point = {"iteration": (epoch + 1) * self.chunk, "train_loss": float(logs["loss"]),
                  "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                 "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
+                 "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                 # Not written to curve.csv; lets callers tell training time from evaluation time.
+                 "eval_seconds": time.perf_counter() - began}
         self.curve.append(point)
         if logs is not None:
             # Keras passes this dict on to the callbacks after this one (TensorBoard logging, History),
@@ -294,9 +340,14 @@ class RoundTrainer:
     def __init__(self, model: keras.Model, data, spec: TrainSpec):
         self.model, self.data, self.spec = model, data, spec
         self.trainer = MaskedTrainer(model)
+        self.steps_per_execution = max(1, min(int(spec.steps_per_execution), spec.chunk))
         self.trainer.compile(optimizer=make_optimizer(spec),
                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                             metrics=["accuracy"])
+                             metrics=["accuracy"], steps_per_execution=self.steps_per_execution)
+        # Keras picks the one-step or the looping training function from the variable's value when it first
+        # makes it; make it now, so a first fit at one step per execution (late rewinding) cannot fix it
+        # to one step for the rounds after.
+        self.trainer.make_train_function()
         # Slots exist from the start (not at the first step), so a backup can be restored into them.
         self.trainer.optimizer.build(self.trainer.trainable_variables)
         with tf.device("/cpu:0"):  # the training data, once; each round's stream only gathers from it
@@ -334,6 +385,7 @@ class RoundTrainer:
         all_callbacks += [curve] + ([saver] if saver else []) + [*callbacks]
         stream = train_stream(self._x, self._y, spec.batch_size, spec.seed if data_key is None else data_key,
                               start_batch=start_chunk * spec.chunk, augment=spec.augment)
+        self._set_steps_per_execution(1 if recorder or _needs_every_step(callbacks) else self.steps_per_execution)
         began = time.perf_counter()
         self.trainer.fit(stream, epochs=chunks, initial_epoch=start_chunk,
                          steps_per_epoch=spec.chunk, callbacks=all_callbacks, verbose=0)
@@ -343,3 +395,16 @@ class RoundTrainer:
             rewind_weights = recorder.weights if recorder else state["rewind"]
         return RoundResult(curve=curve.curve, iterations=spec.total_iterations, seconds=seconds,
                            rewind_weights=rewind_weights, resumed_from=start_chunk * spec.chunk)
+
+    def _set_steps_per_execution(self, steps: int) -> None:
+        # Keras keeps steps_per_execution in a variable that the compiled training loop reads, so changing it
+        # between fits needs no recompile and no retrace (compile() would drop the traced functions).
+        variable = getattr(self.trainer, "_steps_per_execution", None)
+        if variable is not None and int(variable.numpy()) != steps:
+            variable.assign(steps)
+
+
+def _needs_every_step(callbacks) -> bool:
+    """Whether any callback has per-batch training hooks (with several steps per execution it would see
+    only every n-th step)."""
+    return any(getattr(cb, "_implements_train_batch_hooks", lambda: True)() for cb in callbacks)
