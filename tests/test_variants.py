@@ -33,12 +33,12 @@ def fake_images(shape=(8, 8, 1), n_train=120, n_eval=40, seed=0):
     return data_lib.Dataset("fake", shape, 10, "random arrays", xt, yt, xv, yv, xs, ys)
 
 
-def run(tmp_path, dataset=None, name="run", **fields):
-    """Runs an experiment in-process; returns its Store."""
+def run(tmp_path, images=None, name="run", **fields):
+    """Runs an experiment in-process on `images` (a Dataset; None: load the configured one); returns its Store."""
     cfg = Config(output_dir=str(tmp_path / name), **{**TINY, **fields}).resolve()
     store = store_lib.Store(cfg.results_dir())
     with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
-        experiment.run(cfg, store, dataset=dataset)
+        experiment.run(cfg, store, dataset=images)
     return store
 
 
@@ -114,69 +114,74 @@ def test_lottery_rewinds_to_initial_values_and_masks_nest(variants_dir):
         previous = masks
 
 
-# ---- one-shot pruning ------------------------------------------------------------------------------------------
+# ---- one-shot pruning, late rewinding, trials and dropout: one command line run ------------------------------------
 
-def test_oneshot_prunes_each_level_from_round0_weights(tmp_path):
-    store = run(tmp_path, pruning="oneshot", rounds=2, iterations=40)
-    round0 = store.load_round(0, "lottery", 0, "weights")
-    rates = {"fc1": 0.2, "fc2": 0.2, "output": 0.1}
+@pytest.fixture(scope="module")
+def options_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("options") / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lth_tf.main", "--model=lenet300_100", "--dataset=mnist1d", "--rounds=2",
+         "--iterations=40", "--eval_every=20", "--pruning=oneshot", "--rewind_iteration=5", "--trials=2",
+         "--dropout=0.2", "--variants=lottery", "--quiet", f"--output_dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+RATES = {"fc1": 0.2, "fc2": 0.2, "output": 0.1}
+
+
+def test_oneshot_prunes_each_level_from_round0_weights(options_dir):
+    round0 = round_files(options_dir, "lottery", 0, "weights")
     for r in (1, 2):
-        masks = store.load_round(0, "lottery", r, "masks")
+        masks = round_files(options_dir, "lottery", r, "masks")
         for name, mask in masks.items():
             w = np.abs(round0[f"{name}/kernel"]).ravel()
-            keep = int(round(w.size * (1 - rates[name]) ** r))
+            keep = int(round(w.size * (1 - RATES[name]) ** r))
             expected = np.zeros(w.size, bool)
             expected[np.argsort(-w, kind="stable")[:keep]] = True
             np.testing.assert_array_equal(mask.ravel(), expected)
     # Not the iterative mask, which round 2 would take from round 1's trained weights.
-    round1 = store.load_round(0, "lottery", 1, "weights")
-    nested = pruning.prune({n: round1[f"{n}/kernel"] for n in rates}, store.load_round(0, "lottery", 1, "masks"),
-                           rates)
-    oneshot2 = store.load_round(0, "lottery", 2, "masks")
-    assert any(not np.array_equal(nested[n], oneshot2[n]) for n in rates)
+    round1 = round_files(options_dir, "lottery", 1, "weights")
+    nested = pruning.prune({n: round1[f"{n}/kernel"] for n in RATES}, round_files(options_dir, "lottery", 1, "masks"),
+                           RATES)
+    oneshot2 = round_files(options_dir, "lottery", 2, "masks")
+    assert any(not np.array_equal(nested[n], oneshot2[n]) for n in RATES)
 
 
-# ---- late rewinding -------------------------------------------------------------------------------------------
-
-def test_rewind_iteration_restores_the_weights_of_iteration_k(tmp_path):
-    store = run(tmp_path, rewind_iteration=5, rounds=1)
-    trial = tmp_path / "run" / "trial_0"
-    initial, rewind = npz(trial / "initial_weights.npz"), npz(trial / "rewind_weights.npz")
+@pytest.mark.parametrize("trial", [0, 1])
+def test_rewind_iteration_restores_the_weights_of_iteration_k(options_dir, trial):
+    directory = options_dir / f"trial_{trial}"
+    initial, rewind = npz(directory / "initial_weights.npz"), npz(directory / "rewind_weights.npz")
     assert rewind.keys() == initial.keys()
     # Round 0 starts from the initialisation; the weights after 5 steps differ from it and from the end of round 0.
-    np.testing.assert_array_equal(store.load_round(0, "lottery", 0, "start_weights")["fc1/kernel"],
+    np.testing.assert_array_equal(round_files(options_dir, "lottery", 0, "start_weights", trial)["fc1/kernel"],
                                   initial["fc1/kernel"])
     assert not np.allclose(rewind["fc1/kernel"], initial["fc1/kernel"])
-    assert not np.allclose(rewind["fc1/kernel"], store.load_round(0, "lottery", 0, "weights")["fc1/kernel"])
-    masks = store.load_round(0, "lottery", 1, "masks")
-    start = store.load_round(0, "lottery", 1, "start_weights")
-    for key, value in rewind.items():
-        layer, weight = key.split("/")
-        expected = value * masks[layer] if weight == "kernel" and layer in masks else value
-        np.testing.assert_array_equal(start[key], expected)
+    assert not np.allclose(rewind["fc1/kernel"], round_files(options_dir, "lottery", 0, "weights", trial)["fc1/kernel"])
+    for r in (1, 2):
+        masks = round_files(options_dir, "lottery", r, "masks", trial)
+        start = round_files(options_dir, "lottery", r, "start_weights", trial)
+        for key, value in rewind.items():
+            layer, weight = key.split("/")
+            expected = value * masks[layer] if weight == "kernel" and layer in masks else value
+            np.testing.assert_array_equal(start[key], expected)
 
 
-# ---- trials ----------------------------------------------------------------------------------------------------
-
-def test_trials_have_different_initial_weights(tmp_path):
-    store = run(tmp_path, trials=3, rounds=0, iterations=10)
-    initial = [npz(tmp_path / "run" / f"trial_{t}" / "initial_weights.npz")["fc1/kernel"] for t in range(3)]
-    assert all(store.is_done(t, "lottery", 0) for t in range(3))
-    for a in range(3):
-        for b in range(a + 1, 3):
-            assert not np.allclose(initial[a], initial[b])
+def test_trials_have_different_initial_weights(options_dir):
+    initial = [npz(options_dir / f"trial_{t}" / "initial_weights.npz") for t in range(2)]
+    assert all(not np.allclose(initial[0][k], initial[1][k]) for k in initial[0] if k.endswith("kernel"))
+    assert all((options_dir / f"trial_{t}" / "lottery" / "round_2" / "result.json").exists() for t in range(2))
 
 
 # ---- which layers are pruned; dropout ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("which", ["conv", "fc"])
 def test_prune_layers(tmp_path, which):
-    # Config needs a known dataset name; the model is built on the fake images' shape.
-    cfg = Config(model="conv2", dataset="cifar10", iterations=10, eval_every=10, rounds=1, prune_layers=which,
-                 dropout=0.5 if which == "conv" else 0.0, output_dir=str(tmp_path / which)).resolve()
-    store = store_lib.Store(cfg.results_dir())
-    with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
-        rows = experiment.run(cfg, store, dataset=fake_images())
+    # Config needs a known dataset name; the model is built on the fake images' shape. Dropout on a conv model too.
+    store = run(tmp_path, images=fake_images(), name=which, model="conv2", dataset="cifar10", rounds=1,
+                iterations=10, prune_layers=which, dropout=0.5 if which == "conv" else 0.0)
+    rows = store.results()
     row = next(r for r in rows if r["round"] == 1)
     conv = {k: v for k, v in row.items() if k.startswith("remaining_conv")}
     fc = {k: v for k, v in row.items() if k.startswith("remaining_fc") or k == "remaining_output"}
