@@ -198,6 +198,31 @@ def headline(summary, columns, stat, scale, digits) -> str:
     return "\n".join(lines)
 
 
+def accuracy_at(df, iteration: int):
+    """Per (variant, pruning, round): test accuracy at `iteration` of each trial's curve, as summarize() columns.
+
+    A learning-speed measure that still separates the variants when training is too short for the validation
+    loss to reach its minimum (the early-stop iteration then sits at the end of the round)."""
+    import pandas as pd
+    from lth_tf import report
+
+    rows = []
+    for r in df.itertuples(index=False):
+        curve = report.load_curve(r.round_dir)
+        if curve is None or not (curve["iteration"] == iteration).any():
+            continue
+        acc = float(curve.loc[curve["iteration"] == iteration, "test_accuracy"].iloc[0])
+        rows.append({"variant": r.variant, "pruning": r.pruning, "round": r.round, "trial": r.trial, "acc": acc,
+                     "weights_remaining": r.weights_remaining})
+    if not rows:
+        return None
+    g = pd.DataFrame(rows).groupby(["variant", "pruning", "round"])
+    out = pd.DataFrame({"acc_mean": g["acc"].mean(), "acc_min": g["acc"].min(), "acc_max": g["acc"].max(),
+                        "trials": g["trial"].nunique(),
+                        "weights_remaining_pct": 100 * g["weights_remaining"].mean()}).reset_index()
+    return out
+
+
 def build_report(out: str, plan: dict | None, timing: dict) -> str:
     sys.path.insert(0, REPO)
     import pandas as pd
@@ -210,7 +235,9 @@ def build_report(out: str, plan: dict | None, timing: dict) -> str:
     if plan:
         parts += [f"Plan: `{json.dumps(plan)}`", ""]
     if timing:
-        parts += [f"Wall-clock time of the runs so far: {timing.get('total_seconds', 0) / 60:.1f} min "
+        calibration = (plan or {}).get("calibration_seconds", 0.0)
+        parts += [f"Wall-clock time of the runs so far: {timing.get('total_seconds', 0) / 60:.1f} min, plus "
+                  f"{calibration / 60:.1f} min of calibration "
                   f"({json.dumps({k: round(v / 60, 1) for k, v in timing.get('jobs', {}).items()})} minutes).", ""]
 
     frames = [report.load_results(os.path.join(out, d)) for d in ("lenet_iterative", "lenet_oneshot")
@@ -237,6 +264,12 @@ def build_report(out: str, plan: dict | None, timing: dict) -> str:
                 cells.append(f"{100 * hit.iloc[0].test_accuracy_mean:.2f}" if len(hit) else "–")
             rows.append(f"| {int(r.round)} | {r.weights_remaining_pct:.1f} | " + " | ".join(cells) + " |")
         parts += ["\n".join(rows), ""]
+        lenet_rows = pd.concat(frames, ignore_index=True)
+        for iteration in (200, 500):
+            early = accuracy_at(lenet_rows, iteration)
+            if early is not None:
+                parts += [f"## lenet300_100, test accuracy (%) after {iteration} iterations (learning speed)", "",
+                          headline(early, cols, "acc", 100.0, 2), ""]
         report.plot_vs_weights(lenet, "test_accuracy_at_early_stop", "Test accuracy at early stop (%)",
                                os.path.join(figures, "lenet_accuracy.png"), scale=100.0,
                                title="lenet300_100 on Fashion-MNIST")
