@@ -5,6 +5,7 @@ directory, and prints progress and one line per finished round.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -129,6 +130,10 @@ def main(argv) -> None:
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
+        if cfg.tensorboard and chief:
+            logs = os.path.join(results_dir, "tensorboard")
+            print(f"lth_tf: TensorBoard logs, one run per round, in {logs} (view: tensorboard --logdir {logs})",
+                  flush=True)
         if strategy is not None:
             role = "" if chief else " (not the chief: the chief writes the results)"
             print(f"lth_tf: strategy {cfg.strategy}: {distribute.describe(strategy)}{role}", flush=True)
