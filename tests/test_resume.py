@@ -166,3 +166,45 @@ def test_two_trial_index_processes_share_a_directory_and_the_report_merges_them(
     # Different trials are different draws: their dense rounds do not coincide.
     t0, t1 = (_npz(os.path.join(root, f"trial_{t}", "initial_weights.npz"))["fc1/kernel"] for t in (0, 1))
     assert not np.array_equal(t0, t1)
+
+
+# ---- the data order behind exact resumes -----------------------------------------------------------------
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_train_stream_is_a_pure_function_of_key_and_position(augment):
+    import tensorflow as tf
+    from lth_tf import training
+    n, batch = 24, 6  # 4 batches per data epoch
+    x = tf.constant(np.arange(n * 8 * 8 * 3, dtype=np.float32).reshape(n, 8, 8, 3))
+    y = tf.constant(np.arange(n, dtype=np.int32))
+
+    def take(key, start, count):
+        return [(bx.numpy(), by.numpy()) for bx, by in training.train_stream(x, y, batch, key, start, augment)
+                .take(count)]
+
+    whole = take(5, 0, 10)
+    resumed = take(5, 3, 7)  # what a run resumed at batch 3 sees, across two epoch boundaries
+    for (xa, ya), (xb, yb) in zip(whole[3:], resumed):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)  # augmentation included
+    for epoch in range(2):  # each data epoch is a permutation of the training set
+        labels = np.concatenate([yb for _, yb in whole[4 * epoch:4 * epoch + 4]])
+        assert sorted(labels) == list(range(n))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(whole[:4], whole[4:8]))  # reshuffled per epoch
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(whole, take(6, 0, 10)))  # another round's order
+
+
+def test_a_new_round_stream_does_not_retrace_the_training_step():
+    import tensorflow as tf
+    import tf_keras as keras
+    from lth_tf import training
+    x = tf.constant(np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32))
+    y = tf.constant(np.arange(50, dtype=np.int32) % 3)
+    model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,))])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    counts = []
+    for round_ in range(3):
+        model.fit(training.train_stream(x, y, 10, key=round_, start_batch=round_), steps_per_epoch=2, epochs=1,
+                  verbose=0)
+        counts.append(model.train_function.experimental_get_tracing_count())
+    assert counts[0] >= 1 and counts[1:] == [counts[0]] * 2
