@@ -75,7 +75,7 @@ def test_notebook_is_committed_clean_with_badge_install_cell_and_parameters(name
         assert re.search(rf"^{key} = ", tagged[0].source, re.M), f"{key} is not a parameter of {name}"
 
 
-def _execute(name, workdir):
+def _execute(name, workdir, timeout=300):
     nbformat, nbclient = _modules()
     nb = _read(name)
     index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
@@ -85,7 +85,7 @@ def _execute(name, workdir):
     # The kernel imports lth_tf from this checkout when it is not installed.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(workdir)}})
     client.execute()
     return {i: _text(c.outputs) for i, c in enumerate(nb.cells) if c.cell_type == "code"}, nb
@@ -105,8 +105,8 @@ def test_quickstart_runs(tmp_path, pythonpath):
     assert "survivors start at their initial values: True; pruned ones are 0: True" in text
     assert "ticket gzip" in text  # the export's size table
     for figure in ("accuracy.png", "early_stop.png", "curves.png"):
-        assert os.path.exists(tmp_path / "results" / "quickstart" / "report" / figure)
-    assert os.path.isdir(tmp_path / "results" / "quickstart" / "tensorboard" / "trial_0" / "reinit" / "round_1")
+        assert os.path.exists(tmp_path / "results" / "quickstart_notebook" / "report" / figure)
+    assert os.path.isdir(tmp_path / "results" / "quickstart_notebook" / "tensorboard" / "trial_0" / "reinit" / "round_1")
 
 
 def test_reproduce_lenet_mnist_runs_and_reports_its_dataset(tmp_path, pythonpath):
