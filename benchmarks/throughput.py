@@ -23,13 +23,16 @@ What is timed: every call trains `epochs + 1` Keras epochs of `steps` steps; onl
 timed, each from `on_epoch_begin` to `on_epoch_end` of a callback that has no per-batch hooks (so timing
 forces no device sync). Epoch 0 absorbs the per-call start (iterator creation, first-step overhead).
 For (b) the RoundTrainer evaluates at the end of each epoch (eval_every = steps, on 100-example validation
-and test sets); the measured evaluation time is subtracted, so all three numbers are pure training steps.
-Per-round costs outside the training steps are measured separately (--overhead).
+and test sets); each evaluation is timed and left out, so all three numbers are pure training steps.
+Per-round costs outside the training steps are measured separately (--overhead). Two clocks: wall time,
+and the CPU time of this process (all its threads, the input pipeline's included). On a machine shared
+with other jobs the wall clock swings with their load (2x within a minute was seen here), while the CPU
+time a step takes does not; R uses the CPU clock unless --clock=wall, and the table shows both.
 
 Each configuration is warmed up once (tracing), then the configurations run `repeats` times, interleaved
-(the order rotates every repeat), so load from other processes on a shared machine hits all of them alike.
-The table gives the median examples/second and, as "ratio", the median over repeats of the ratio to the
-dense run of the same repeat. The last line reads
+(the order rotates every repeat), so load from other processes hits all of them alike. The table gives
+median examples per second (wall) and per CPU-second and, as "ratio", the median over repeats of the
+ratio to the dense run of the same repeat. The last line reads
 
     lenet300_100 b60 sparsity 0.9 masked/dense throughput ratio: R
 
@@ -57,7 +60,7 @@ if _ROOT not in sys.path:  # `python benchmarks/throughput.py` as well as `pytho
 DEFAULT_MODELS = ("lenet300_100", "conv2")
 BATCH = {"lenet300_100": 60, "conv2": 50}
 # Steps per timed epoch: a few seconds each on 2 shared CPU cores.
-DEFAULT_STEPS = {"lenet300_100": 250, "conv2": 15}
+DEFAULT_STEPS = {"lenet300_100": 500, "conv2": 15}
 QUICK_STEPS = {"lenet300_100": 20, "conv2": 2}
 HEADLINE_SPARSITY = 0.9
 EVAL_EXAMPLES = 100  # validation and test examples the RoundTrainer evaluates (excluded from timing)
@@ -69,11 +72,13 @@ def parse_args(argv=None):
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma-separated models (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="steps per timed epoch (default: lenet300_100 250, conv2 15; --quick: 20, 2)")
+                        help="steps per timed epoch (default: lenet300_100 500, conv2 15; --quick: 20, 2)")
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs per call (default 2; --quick 1)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5; --quick 2)")
     parser.add_argument("--sparsities", default="0,0.5,0.9,0.98", help="sparsities for lth_tf's masked training")
     parser.add_argument("--tfmot_sparsities", default="0.9", help="sparsities for tfmot's wrapper ('' for none)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="which time the headline ratio R uses (the table shows both; default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a smoke test: few steps, 2 repeats")
     parser.add_argument("--random_data", action="store_true", help="use random data, not Fashion-MNIST")
     parser.add_argument("--overhead", action="store_true",
@@ -167,25 +172,39 @@ class _Stream:
 
 # ---- timing ----------------------------------------------------------------------------------------
 
+def _now():
+    """(wall seconds, CPU seconds of this process: all its threads, tf.data's included)."""
+    return time.perf_counter(), time.process_time()
+
+
 def _clock_class():
     import tf_keras as keras
 
     class EpochClock(keras.callbacks.Callback):
-        """Wall-clock time of each epoch. Epoch hooks only: Keras then runs the steps without per-batch
-        Python calls, so the clock costs nothing per step and forces no sync."""
+        """Wall-clock and CPU time of each epoch, less the evaluations run inside it. Epoch hooks only:
+        Keras then runs the steps without per-batch Python calls, so the clock costs nothing per step and
+        forces no sync."""
 
         def __init__(self):
             super().__init__()
-            self.begins, self.ends = {}, {}
+            self.begins, self.ends, self.excluded, self.epoch = {}, {}, {}, None
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.begins[epoch] = time.perf_counter()
+            self.epoch = epoch
+            self.begins[epoch] = _now()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.ends[epoch] = time.perf_counter()
+            self.ends[epoch] = _now()
+
+        def exclude(self, wall, cpu):
+            """Time spent in an evaluation during the current epoch."""
+            w, c = self.excluded.get(self.epoch, (0.0, 0.0))
+            self.excluded[self.epoch] = (w + wall, c + cpu)
 
         def seconds(self, epoch):
-            return self.ends[epoch] - self.begins[epoch]
+            (w0, c0), (w1, c1) = self.begins[epoch], self.ends[epoch]
+            ew, ec = self.excluded.get(epoch, (0.0, 0.0))
+            return w1 - w0 - ew, c1 - c0 - ec
     return EpochClock
 
 
@@ -196,8 +215,9 @@ class Config:
     kind: str  # "keras dense", "lth_tf masked", "tfmot naive"
     sparsity: float | None
     steps_per_execution: int
-    run: object  # () -> seconds of the timed epochs
-    samples: list = dataclasses.field(default_factory=list)  # examples/second, one per repeat
+    run: object  # () -> (wall seconds, CPU seconds) of the timed epochs
+    wall: list = dataclasses.field(default_factory=list)  # examples per wall-clock second, one per repeat
+    cpu: list = dataclasses.field(default_factory=list)  # examples per CPU second of this process
 
 
 def build_configs(name: str, dataset, args, steps: int) -> list:
@@ -229,11 +249,15 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
                       steps_per_execution=steps_per_execution)
         return model
 
+    def timed_epochs(clock):
+        times = [clock.seconds(e) for e in range(1, epochs)]
+        return sum(w for w, _ in times), sum(c for _, c in times)
+
     def fit_seconds(model, extra_callbacks=()):
         clock = EpochClock()
         model.fit(stream.new(), epochs=epochs, steps_per_epoch=steps, verbose=0,
                   callbacks=[*extra_callbacks, clock])
-        return sum(clock.seconds(e) for e in range(1, epochs))
+        return timed_epochs(clock)
 
     # (a) first: the baseline of the ratios. Then the same model with Keras' default fit (one step per
     # execution), to show what the shared steps_per_execution setting is worth by itself.
@@ -244,13 +268,27 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
         dense_default = compile_like_trainer(build(), 1)
         configs.append(Config(name, "keras dense", None, 1, lambda: fit_seconds(dense_default)))
 
+    # The RoundTrainer evaluates at the end of every epoch, before the clock's epoch end: time each
+    # evaluation (this trainer's evaluate only) and leave it out.
+    active = []
+    evaluate = trainer.trainer.evaluate
+
+    def timed_evaluate(*a, **k):
+        began = _now()
+        try:
+            return evaluate(*a, **k)
+        finally:
+            ended = _now()
+            for clock in active:
+                clock.exclude(ended[0] - began[0], ended[1] - began[1])
+    trainer.trainer.evaluate = timed_evaluate
+
     def masked_run(masks):
         def run():
             clock = EpochClock()
-            result = trainer.train(start, masks, callbacks=[clock])
-            evals = [point.get("eval_seconds", 0.0) for point in result.curve]
-            # The clock's epoch end comes after the RoundTrainer's evaluation of that epoch: take it out.
-            return sum(clock.seconds(e) - evals[e] for e in range(1, epochs))
+            active[:] = [clock]
+            trainer.train(start, masks, callbacks=[clock])
+            return timed_epochs(clock)
         return run
 
     for s in args.sparsities:
@@ -279,9 +317,11 @@ def measure(configs: list, args, steps: int, batch: int, log) -> None:
     for repeat in range(args.repeats):
         order = configs[repeat % len(configs):] + configs[:repeat % len(configs)]
         for config in order:
-            config.samples.append(examples / config.run())
-        log(f"  repeat {repeat + 1}/{args.repeats}: " + ", ".join(
-            f"{_label(c)} {c.samples[-1]:.0f}/s" for c in configs))
+            wall, cpu = config.run()
+            config.wall.append(examples / wall)
+            config.cpu.append(examples / cpu)
+        log(f"  repeat {repeat + 1}/{args.repeats}, examples/s wall (per CPU-s): " + ", ".join(
+            f"{_label(c)} {c.wall[-1]:.0f} ({c.cpu[-1]:.0f})" for c in configs))
 
 
 def _label(config) -> str:
@@ -289,26 +329,31 @@ def _label(config) -> str:
             + f" (spe {config.steps_per_execution})")
 
 
+def _ratio(config, dense, clock: str) -> float:
+    """Median over repeats of this configuration's throughput over the dense one's in the same repeat."""
+    mine, base = (config.wall, dense.wall) if clock == "wall" else (config.cpu, dense.cpu)
+    return statistics.median(a / b for a, b in zip(mine, base))
+
+
 def table(rows: list) -> str:
     """rows: (model, batch, steps, configs)."""
-    header = (f"{'model':<13} {'batch':>5} {'trainer':<14} {'spe':>4} {'sparsity':>8} {'examples/s':>11} "
-              f"{'min':>8} {'max':>8} {'ratio':>6}")
+    header = (f"{'model':<13} {'batch':>5} {'trainer':<14} {'spe':>4} {'sparsity':>8} | {'wall ex/s':>9} "
+              f"{'min':>7} {'max':>7} {'ratio':>6} | {'ex/CPU-s':>8} {'ratio':>6}")
     lines = [header, "-" * len(header)]
     for model, batch, _, configs in rows:
         dense = configs[0]
         for c in configs:
-            ratio = statistics.median(s / d for s, d in zip(c.samples, dense.samples))
             sparsity = "-" if c.sparsity is None else f"{c.sparsity:.2f}"
-            lines.append(f"{model:<13} {batch:>5} {c.kind:<14} {c.steps_per_execution:>4} {sparsity:>8} "
-                         f"{statistics.median(c.samples):>11.0f} "
-                         f"{min(c.samples):>8.0f} {max(c.samples):>8.0f} {ratio:>6.3f}")
+            lines.append(f"{model:<13} {batch:>5} {c.kind:<14} {c.steps_per_execution:>4} {sparsity:>8} | "
+                         f"{statistics.median(c.wall):>9.0f} {min(c.wall):>7.0f} {max(c.wall):>7.0f} "
+                         f"{_ratio(c, dense, 'wall'):>6.3f} | {statistics.median(c.cpu):>8.0f} "
+                         f"{_ratio(c, dense, 'cpu'):>6.3f}")
     return "\n".join(lines)
 
 
-def headline_ratio(configs: list) -> float:
-    dense = configs[0]
+def headline_ratio(configs: list, clock: str) -> float:
     masked = next(c for c in configs if c.kind == "lth_tf masked" and c.sparsity == HEADLINE_SPARSITY)
-    return statistics.median(s / d for s, d in zip(masked.samples, dense.samples))
+    return _ratio(masked, configs[0], clock)
 
 
 # ---- per-round overhead and peak memory of the quickstart -------------------------------------------
@@ -381,11 +426,26 @@ def overhead_child(output_dir: str, flagfile: str, extra: list) -> dict:
     return {"config": {"model": cfg.model, "dataset": cfg.dataset, "rounds": cfg.rounds,
                        "iterations": cfg.round_iterations, "eval_every": cfg.eval_every},
             "load_seconds": loaded - began, "setup_seconds": first_start - loaded,
-            "total_seconds": finished - began, "rounds": rounds,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+            "total_seconds": finished - began, "rounds": rounds, "peak_rss_mib": _peak_rss_mib(),
+            "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def _peak_rss_mib() -> float:
+    """This process's RSS high-water mark: VmHWM, which belongs to the process's own memory map. (Linux
+    carries ru_maxrss over from the parent through fork and exec, so a child started by a big process
+    reports at least the parent's size there.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_overhead(args, log) -> dict:
+    """Runs overhead_child in a fresh process (its memory is the quickstart's alone) and logs its tables."""
     with tempfile.TemporaryDirectory(prefix="lth_overhead_") as tmp:
         command = [sys.executable, "-m", "benchmarks.throughput", f"--overhead_child={tmp}/results",
                    f"--flagfile={args.flagfile}", f"--overhead_args={args.overhead_args}"]
@@ -427,7 +487,8 @@ def run_overhead(args, log) -> dict:
         log(f"rounds 1..{len(later)}: per-round work outside training = {100 * share:.2f}% of the round's wall time "
             f"(CPU time outside train(): {100 * cpu:.2f}%); mid-round backups inside fit: {100 * backups:.2f}%")
     log(f"dataset load {result['load_seconds']:.1f}s, trial setup {result['setup_seconds']:.1f}s, "
-        f"total {result['total_seconds']:.1f}s; peak RSS (ru_maxrss) {result['peak_rss_mib']:.0f} MiB")
+        f"total {result['total_seconds']:.1f}s; peak RSS {result['peak_rss_mib']:.0f} MiB (VmHWM; getrusage "
+        f"ru_maxrss {result['ru_maxrss_mib']:.0f} MiB), limit 2048 MiB")
     return result
 
 
@@ -450,6 +511,10 @@ def main(argv=None) -> int:
         run_overhead(args, log)
         return 0
 
+    overhead_lines = []
+    if args.overhead:  # first, while this process is small (Linux hands a parent's ru_maxrss to its children)
+        run_overhead(args, overhead_lines.append)
+
     import tensorflow as tf
     dataset = load_data(args.random_data)
     log(f"benchmark: data {dataset.source}; {os.cpu_count()} CPUs; TensorFlow {tf.__version__}; "
@@ -464,13 +529,17 @@ def main(argv=None) -> int:
         rows.append((name, BATCH[name], steps, configs))
     log("")
     log(table(rows))
-    if args.overhead:
-        run_overhead(args, log)
+    for line in overhead_lines:
+        log(line)
     log("")
+    other = "wall" if args.clock == "cpu" else "cpu"
+    for name, batch, _, configs in rows:
+        log(f"({name} b{batch} sparsity {HEADLINE_SPARSITY} masked/dense ratio by {other} time: "
+            f"{headline_ratio(configs, other):.3f})")
     # The headline, lenet300_100 last: its line is the script's last line.
     for name, batch, _, configs in sorted(rows, key=lambda row: row[0] == "lenet300_100"):
         log(f"{name} b{batch} sparsity {HEADLINE_SPARSITY} masked/dense throughput ratio: "
-            f"{headline_ratio(configs):.3f}")
+            f"{headline_ratio(configs, args.clock):.3f}")
     return 0
 
 
