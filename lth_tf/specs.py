@@ -32,6 +32,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "lenet300_100": ModelSpec(image_input=False, batch_size=60, learning_rate=0.05, iterations=50_000),
     "conv2": ModelSpec(image_input=True, batch_size=50, learning_rate=0.01, iterations=20_000),
+    # The paper's own Conv-2 architecture (3x3 64-64-pool, dense 256-256-10); lth_tf's conv2 follows its spec.
+    "conv2_paper": ModelSpec(image_input=True, batch_size=60, learning_rate=0.01, iterations=20_000),
     "conv4": ModelSpec(image_input=True, batch_size=50, learning_rate=0.003, iterations=25_000),
     "conv6": ModelSpec(image_input=True, batch_size=60, learning_rate=0.003, iterations=30_000,
                        prune_rate_conv=0.15),
