@@ -206,3 +206,15 @@ def test_mixed_precision_trains_with_pruned_weights_exactly_zero(tiny):
         assert kernel.dtype == tf.float32
         moved.append(kernel.numpy()[mask] != start[f"{name}/kernel"][mask])
     assert np.concatenate(moved).mean() > 0.8  # (a few hidden units of this tiny net die: their weights stay)
+
+
+def test_the_trainers_streams_are_train_stream_built_once(tiny):
+    trainer = training.RoundTrainer(net(), tiny, spec(batch_size=7))
+    x, y = tf.constant(tiny.x_train), tf.constant(tiny.y_train)
+    for key, start in ((3, 0), (3, 50), (2**32 - 5, 1)):  # data keys are 32-bit; start past one data epoch
+        ours = trainer.stream(key, start_batch=start).take(40)
+        reference = training.train_stream(x, y, 7, key, start_batch=start).take(40)
+        for (xa, ya), (xb, yb) in zip(ours, reference):
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    assert trainer._make_stream.experimental_get_tracing_count() == 1
