@@ -1,6 +1,6 @@
 """Training throughput, side by side: plain Keras, lth_tf's masked round training, and tfmot's wrapper.
 
-    python -m benchmarks.throughput                  # lenet300_100 (batch 60) and conv2 (batch 50), ~15 min on 2 cores
+    python -m benchmarks.throughput                  # lenet300_100 (batch 60) and conv2 (batch 50): 10-15 min on 2 cores
     python -m benchmarks.throughput --quick          # smoke test: tiny steps, a minute or two
     python -m benchmarks.throughput --overhead       # also: per-round overhead and peak memory of the quickstart
     python -m benchmarks.throughput --overhead_only --overhead_args="--rounds=2 --epochs=2"
