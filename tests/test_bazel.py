@@ -50,3 +50,12 @@ def test_every_entry_point_has_a_py_binary(targets):
 
 def test_library_covers_the_package(targets):
     assert targets.get("//:lth_tf") == "py_library"
+
+
+def test_bazel_test_passes_offline():
+    # A real `bazel test`: the offline stand-ins for rules_cc/rules_java/remote_coverage_tools must satisfy
+    # Bazel's toolchain resolution, and the py_test must run under the python3 on PATH.
+    proc = subprocess.run(["bazel", "test", "//tools/bazel:selftest", "--noshow_progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "1 test passes" in proc.stdout + proc.stderr
