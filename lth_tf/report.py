@@ -376,13 +376,18 @@ def _save(fig, path):
     return path
 
 
-def _thin_ticks(values, max_ticks=12):
-    """Distinct tick positions, at most ``max_ticks``, spread evenly in log space and always keeping the ends."""
+def _thin_ticks(values, max_ticks=10):
+    """Distinct tick positions, at most ``max_ticks``, at least 1/max_ticks of the log range apart (so labels
+    never collide), always keeping the ends."""
     vals = sorted({round(float(v), 6) for v in values if v > 0 and np.isfinite(v)}, reverse=True)
-    if len(vals) <= max_ticks:
+    if len(vals) <= 2:
         return vals
-    idx = np.unique(np.round(np.linspace(0, len(vals) - 1, max_ticks)).astype(int))
-    return [vals[i] for i in idx]
+    gap = (np.log10(vals[0]) - np.log10(vals[-1])) / max_ticks
+    kept = [vals[0]]
+    for v in vals[1:-1]:
+        if np.log10(kept[-1]) - np.log10(v) >= gap and np.log10(v) - np.log10(vals[-1]) >= gap:
+            kept.append(v)
+    return kept + [vals[-1]]
 
 
 def _weights_axis(ax, pcts):
