@@ -104,6 +104,7 @@ class Config:
             need(isinstance(value, (int, float)) and 0.0 <= value < 1.0,
                  f"--{name} must be in [0, 1), got {value}")
         need(self.rounds >= 0, f"--rounds must be >= 0, got {self.rounds}")
+        need(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
         need(self.trials >= 1, f"--trials must be >= 1, got {self.trials}")
         need(self.trial_index is None or 0 <= self.trial_index < self.trials,
              f"--trial_index must be in [0, trials), got {self.trial_index}")

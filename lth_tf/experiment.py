@@ -124,6 +124,9 @@ class _Trial:
                "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
                "iterations": result.iterations, "train_seconds": round(result.seconds, 3)}
         row.update({f"remaining_{name}": float(m.mean()) for name, m in masks.items()})
+        if variant == "lottery" and round_ == 0:
+            # Before result.json: a round 0 that counts as finished always has its rewind target stored.
+            self.store.save_weights(trial, "rewind", result.rewind_weights if record_at else self.initial)
         self.store.save_round(self.trial, variant, round_, masks=masks, curve=result.curve,
                               start_weights=_masked(start, masks), weights=weights, row=row)
         self.store.clear_backup(self.trial, variant, round_)
@@ -136,6 +139,8 @@ class _Trial:
         masks = pruning.full_masks(self.model)
         trained = round0 = None
         rewind_to = self.store.load_weights(trial, "rewind")
+        if rewind_to is None and c.rewind_iteration == 0:
+            rewind_to = self.initial  # the same thing; directories written before rewind_weights.npz came first
         for r in range(c.rounds + 1):
             if self.store.is_done(trial, "lottery", r):
                 self.emit(Event("skip", trial, "lottery", r))
@@ -159,7 +164,6 @@ class _Trial:
                 record = c.rewind_iteration if c.rewind_iteration > 0 else None
                 result, trained = self.train_round("lottery", 0, self.initial, masks, record_at=record)
                 rewind_to = result.rewind_weights if record else self.initial
-                self.store.save_weights(trial, "rewind", rewind_to)
             else:
                 if rewind_to is None:
                     raise RuntimeError("rewind weights missing: round 0 of this trial is not stored")

@@ -157,6 +157,11 @@ def reset_optimizer(optimizer) -> None:
     base = getattr(optimizer, "inner_optimizer", optimizer)
     for variable in base.variables:
         variable.assign(tf.zeros_like(variable))
+    # Mixed precision: the dynamic loss scale starts afresh too (tf_keras keeps it outside `variables`).
+    state = getattr(optimizer, "_loss_scale", None)
+    if base is not optimizer and hasattr(state, "_current_loss_scale"):
+        state._current_loss_scale.assign(optimizer.initial_scale)
+        state._counter.assign(0)
 
 
 INFINITY = 1 << 62  # "forever" for tf.data ranges

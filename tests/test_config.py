@@ -29,6 +29,7 @@ def test_output_rate_defaults_to_half_the_fc_rate():
     (dict(prune_rate_conv=-0.1), r"--prune_rate_conv must be in \[0, 1\)"),
     (dict(prune_rate_output=1.5), r"--prune_rate_output must be in \[0, 1\)"),
     (dict(rounds=-1), "--rounds must be >= 0"),
+    (dict(seed=-3), "--seed must be >= 0"),
     (dict(trials=0), "--trials must be >= 1"),
     (dict(batch_size=0), "--batch_size must be positive"),
     (dict(epochs=0), "--epochs must be positive"),

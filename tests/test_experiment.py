@@ -120,3 +120,15 @@ def test_an_unfinished_round_is_trained_again(tmp_path, mnist1d):
     assert trained(events) == [("lottery", 2)]
     for name, mask in store.load_round(0, "lottery", 2, "masks").items():
         np.testing.assert_array_equal(mask, reference[name])  # same mask: it came from round 1's stored weights
+
+
+def test_a_crash_right_after_round_0_can_still_resume(tmp_path, mnist1d):
+    store, _ = run(tmp_path, mnist1d, rounds=0)
+    assert store.load_weights(0, "rewind") is not None  # written before round 0's result.json
+    import os
+    os.remove(os.path.join(store.trial_dir(0), "rewind_weights.npz"))  # an older directory, or a lost file
+    _, events = run(tmp_path, mnist1d, rounds=1)
+    assert trained(events) == [("lottery", 1)]
+    initial = store.load_weights(0, "initial")
+    start, masks = store.load_round(0, "lottery", 1, "start_weights"), store.load_round(0, "lottery", 1, "masks")
+    np.testing.assert_array_equal(start["fc1/kernel"], initial["fc1/kernel"] * masks["fc1"])

@@ -218,3 +218,14 @@ def test_the_trainers_streams_are_train_stream_built_once(tiny):
             np.testing.assert_array_equal(xa.numpy(), xb.numpy())
             np.testing.assert_array_equal(ya.numpy(), yb.numpy())
     assert trainer._make_stream.experimental_get_tracing_count() == 1
+
+
+def test_reset_optimizer_restarts_the_dynamic_loss_scale():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = keras.mixed_precision.LossScaleOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
+    optimizer.build(model.trainable_variables)
+    optimizer._loss_scale._current_loss_scale.assign(4.0)  # as after overflows in an earlier round
+    optimizer._loss_scale._counter.assign(7)
+    training.reset_optimizer(optimizer)
+    assert float(optimizer.loss_scale) == optimizer.initial_scale
+    assert int(optimizer._loss_scale._counter.numpy()) == 0
