@@ -36,13 +36,11 @@ def _finish(proc, timeout=300):
 
 
 def _masks(root, round_):
-    with np.load(os.path.join(root, "trial_0", "lottery", f"round_{round_}", "masks.npz")) as f:
-        return {k: f[k] for k in f.files}
+    return Store(str(root)).load_round(0, "lottery", round_, "masks")
 
 
 def _weights(root, round_):
-    with np.load(os.path.join(root, "trial_0", "lottery", f"round_{round_}", "weights.npz")) as f:
-        return {k: f[k] for k in f.files}
+    return Store(str(root)).load_round(0, "lottery", round_, "weights")
 
 
 # ---- TF_CONFIG and the chief ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from lth_tf import launch
+from lth_tf.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=2", "--iterations=40", "--eval_every=20", "--quiet"]
@@ -96,13 +97,11 @@ def test_generated_tf_configs_parse_and_name_worker_0_the_chief():
 # ---- a real 2-worker run -------------------------------------------------------------------------------
 
 def _masks(root, round_):
-    with np.load(os.path.join(root, "trial_0", "lottery", f"round_{round_}", "masks.npz")) as f:
-        return {k: f[k] for k in f.files}
+    return Store(str(root)).load_round(0, "lottery", round_, "masks")
 
 
 def _weights(root, round_):
-    with np.load(os.path.join(root, "trial_0", "lottery", f"round_{round_}", "weights.npz")) as f:
-        return {k: f[k] for k in f.files}
+    return Store(str(root)).load_round(0, "lottery", round_, "weights")
 
 
 @pytest.mark.multiprocess
