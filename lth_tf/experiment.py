@@ -164,12 +164,12 @@ class _Trial:
                 record = c.rewind_iteration if c.rewind_iteration > 0 else None
                 result, trained = self.train_round("lottery", 0, self.initial, masks, record_at=record)
                 rewind_to = result.rewind_weights if record else self.initial
-            else:
-                if rewind_to is None:
-                    raise RuntimeError("rewind weights missing: round 0 of this trial is not stored")
-                _, trained = self.train_round("lottery", r, rewind_to, masks)
-            if r == 0:
                 round0 = trained
+            else:
+                if rewind_to is None:  # only with --rewind_iteration > 0: the iteration-k weights were lost
+                    raise RuntimeError(f"{self.store.trial_dir(trial)}/rewind_weights.npz is missing; delete "
+                                       f"{self.store.round_dir(trial, 'lottery', 0)} to train round 0 again")
+                _, trained = self.train_round("lottery", r, rewind_to, masks)
 
     # ---- the paper's controls ------------------------------------------------------------------------
     def run_control(self, variant: str) -> None:
