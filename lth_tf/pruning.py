@@ -10,6 +10,12 @@ tfmot for application and export:
     >>> masks = pruning.prune(pruning.kernels(model), masks, rates)   # after training: next, nested masks
     >>> wrapped = pruning.wrap(model, masks)                    # tfmot PruneLowMagnitude around each pruned layer
 
+How many weights a step keeps (the rounding rule): a layer with n surviving weights pruned at rate p keeps
+``max(1, round(n * (1 - p)))`` (Python's round, halves to even), so a pruned layer never loses its last weight
+and the network is never cut; one-shot pruning to a fraction f of a layer's N weights keeps
+``max(1, round(N * f))``. Global pruning keeps ``round(n * (1 - p))`` of the n survivors pooled over its layers,
+each layer's largest surviving weight always among them.
+
 tfmot's own schedules rank the current weights every update, so pruned weights can come back (see
 shared notes); `wrap` therefore pins tfmot's mask: ConstantSparsity with begin_step = end_step = 0 never fires,
 because tfmot's step counter is already 1 at the first training step.
@@ -71,6 +77,11 @@ def full_masks(model) -> Masks:
     return {layer.name: np.ones(layer.kernel.shape, bool) for layer in prunable_layers(model)}
 
 
+def keep_count(n: int, fraction: float) -> int:
+    """How many of `n` weights a pruned layer keeps at `fraction`: max(1, round(n * fraction)) (0 only if n is 0)."""
+    return min(n, max(1, int(round(n * fraction)))) if n > 0 else 0
+
+
 def _keep_top(weights: np.ndarray, eligible: np.ndarray, keep: int) -> np.ndarray:
     """Mask of the `keep` largest |weights| among `eligible` entries (ties broken by position, deterministic)."""
     score = np.where(eligible, np.abs(weights), -1.0).ravel()
@@ -85,15 +96,13 @@ def prune(kernels_: dict, masks: Masks, rates: dict) -> Masks:
     magnitudes. The result is nested in `masks`: a pruned weight never comes back."""
     new = {}
     for name, mask in masks.items():
-        survivors = int(mask.sum())
-        keep = int(round(survivors * (1.0 - rates.get(name, 0.0))))
-        new[name] = _keep_top(kernels_[name], mask, keep)
+        new[name] = _keep_top(kernels_[name], mask, keep_count(int(mask.sum()), 1.0 - rates.get(name, 0.0)))
     return new
 
 
 def prune_oneshot(kernels_: dict, fractions: dict) -> Masks:
     """One-shot pruning: keep `fractions[name]` of each layer's weights, ranked by magnitude in one step."""
-    return {name: _keep_top(w, np.ones(w.shape, bool), int(round(w.size * fractions.get(name, 1.0))))
+    return {name: _keep_top(w, np.ones(w.shape, bool), keep_count(w.size, fractions.get(name, 1.0)))
             for name, w in kernels_.items()}
 
 
@@ -107,10 +116,18 @@ def _global_pool(rates: dict) -> dict:
 
 
 def _keep_top_global(kernels_: dict, eligible: dict, names: list, keep: int) -> dict:
-    """Masks keeping the `keep` largest |weights| among the eligible entries of all `names` layers together."""
+    """Masks keeping the `keep` largest |weights| among the eligible entries of all `names` layers together;
+    each layer's largest eligible weight is always kept (a layer is never cut off), the rest by one threshold."""
     score = np.concatenate([np.where(eligible[n], np.abs(kernels_[n]), -1.0).ravel() for n in names])
     chosen = np.zeros(score.size, bool)
-    chosen[np.argsort(-score, kind="stable")[:keep]] = True
+    start = 0
+    for n in names:  # reserve each layer's best survivor first
+        size = kernels_[n].size
+        if eligible[n].any() and keep > 0:
+            chosen[start + int(np.argmax(score[start:start + size]))] = True
+        start += size
+    rest = np.where(chosen, -2.0, score)  # reserved entries sort last, so they are not chosen twice
+    chosen[np.argsort(-rest, kind="stable")[:max(0, keep - int(chosen.sum()))]] = True
     out, start = {}, 0
     for n in names:
         size = kernels_[n].size
@@ -147,10 +164,14 @@ def expected_remaining(rates: dict, round_: int) -> dict:
 
 
 def rearrange(masks: Masks, kernels_: dict, rng: np.random.Generator) -> tuple:
-    """The paper's random-rearrangement control: move each layer's surviving connections to random positions
-    (same count per layer), carrying their values along in random order. Returns (new masks, new kernels)."""
+    """The paper's random-rearrangement control: move each pruned layer's surviving connections to random
+    positions (same count per layer), carrying their values along in random order. A layer that is not pruned
+    (mask all True) keeps its values in place. Returns (new masks, new kernels)."""
     new_masks, new_kernels = {}, {}
     for name, mask in masks.items():
+        if mask.all():
+            new_masks[name], new_kernels[name] = mask.copy(), kernels_[name].copy()
+            continue
         flat = mask.ravel()
         positions = rng.choice(flat.size, size=int(flat.sum()), replace=False)
         new_mask = np.zeros(flat.size, bool)

@@ -139,3 +139,46 @@ def test_prune_model_is_the_one_call_keras_step_between_rounds():
     m2 = pruning.masks_of(second)
     assert m2["fc1"].sum() == round(round(first["fc1"].size * 0.8) * 0.8)
     assert all(not np.any(m2[k] & ~lth_masks[k]) for k in m2)
+
+
+def test_rearrange_leaves_a_layer_that_is_not_pruned_in_place():
+    # The output layer under --prune_rate_output=0 (or fc layers under --prune_layers=conv) has an all-True mask:
+    # its initial values stay where they are; only pruned layers are rearranged.
+    rng = np.random.default_rng(4)
+    w = {"fc": rng.normal(size=(12, 10)), "output": rng.normal(size=(10, 3))}
+    masks = pruning.prune(w, {n: np.ones(v.shape, bool) for n, v in w.items()}, {"fc": 0.5, "output": 0.0})
+    assert masks["output"].all() and not masks["fc"].all()
+    new_masks, new_kernels = pruning.rearrange(masks, w, np.random.default_rng(0))
+    np.testing.assert_array_equal(new_kernels["output"], w["output"])
+    assert new_masks["output"].all()
+    assert not np.array_equal(new_masks["fc"], masks["fc"])
+
+
+def test_a_pruned_layer_always_keeps_at_least_one_weight():
+    # 5 weights at 60% per round: round(5*.4)=2, round(2*.4)=1, then 1 must stay 1 (not round(0.4)=0).
+    w = {"small": np.arange(1.0, 6.0).reshape(5, 1), "big": np.arange(1.0, 101.0).reshape(10, 10)}
+    masks = {n: np.ones(v.shape, bool) for n, v in w.items()}
+    counts = []
+    for _ in range(4):
+        masks = pruning.prune(w, masks, {"small": 0.6, "big": 0.6})
+        counts.append(int(masks["small"].sum()))
+    assert counts == [2, 1, 1, 1]
+    assert masks["small"][4, 0]  # the largest survives
+    assert pruning.keep_count(5, 0.01) == 1 and pruning.keep_count(0, 0.5) == 0 and pruning.keep_count(10, 0.55) == 6
+    oneshot = pruning.prune_oneshot(w, {"small": 0.01, "big": 0.01})
+    assert int(oneshot["small"].sum()) == 1 and int(oneshot["big"].sum()) == 1
+
+
+def test_global_pruning_never_cuts_a_layer_off_and_keeps_the_exact_total():
+    # One layer of tiny weights would lose everything to a single global threshold; it keeps its largest one.
+    rng = np.random.default_rng(5)
+    w = {"conv1": rng.normal(size=(3, 3, 1, 4)) * 1e-3, "conv2": rng.normal(size=(3, 3, 4, 8))}
+    masks = {n: np.ones(v.shape, bool) for n, v in w.items()}
+    masks = pruning.prune_global(w, masks, {"conv1": 0.8, "conv2": 0.8})
+    total = w["conv1"].size + w["conv2"].size
+    assert int(masks["conv1"].sum()) + int(masks["conv2"].sum()) == round(total * 0.2)
+    assert int(masks["conv1"].sum()) == 1
+    assert masks["conv1"].ravel()[np.argmax(np.abs(w["conv1"]).ravel())]
+    # The rest is one threshold over conv2: every kept conv2 weight is at least as large as every pruned one.
+    kept, pruned = np.abs(w["conv2"][masks["conv2"]]), np.abs(w["conv2"][~masks["conv2"]])
+    assert kept.min() >= pruned.max()
