@@ -22,6 +22,8 @@ PRUNING = ("iterative", "oneshot")
 PRUNE_LAYERS = ("all", "conv", "fc")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adam")
+TRAINERS = ("masked", "tfmot")
+PRUNING_SCOPES = ("layerwise", "global")
 
 # Fields that do not change the contents of a finished round: they may differ between runs in one directory.
 _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
@@ -53,6 +55,7 @@ class Config:
     prune_rate_conv: float | None = None
     prune_rate_output: float | None = None  # None: half the fc rate
     prune_layers: str = "all"
+    pruning_scope: str | None = None  # None: the model's (global for resnet18/vgg19, Section 4)
     rewind_iteration: int = 0
     dropout: float = 0.0
     eval_every: int = 100
@@ -61,6 +64,7 @@ class Config:
     strategy: str = "default"
     deterministic: bool = False
     tensorboard: bool = False
+    trainer: str = "masked"  # masked (fast) | tfmot (the reference: tfmot's wrappers train the round)
 
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
@@ -86,6 +90,7 @@ class Config:
             prune_rate_output=(self.prune_rate_output if self.prune_rate_output is not None
                                else fc_rate / 2),
             variants=tuple(self.variants),
+            pruning_scope=self.pruning_scope or ("global" if spec.global_pruning else "layerwise"),
         )
         if filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
             # The paper trains for a fixed number of iterations; express it in epochs of this dataset.
@@ -121,6 +126,9 @@ class Config:
         need(self.pruning in PRUNING, f"--pruning must be one of {', '.join(PRUNING)}, got '{self.pruning}'")
         need(self.prune_layers in PRUNE_LAYERS,
              f"--prune_layers must be one of {', '.join(PRUNE_LAYERS)}, got '{self.prune_layers}'")
+        need(self.pruning_scope in PRUNING_SCOPES,
+             f"--pruning_scope must be one of {', '.join(PRUNING_SCOPES)}, got '{self.pruning_scope}'")
+        need(self.trainer in TRAINERS, f"--trainer must be one of {', '.join(TRAINERS)}, got '{self.trainer}'")
         need(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}")
         need(len(self.variants) > 0, "--variants must name at least one variant")
         unknown = [v for v in self.variants if v not in VARIANTS]

@@ -3,8 +3,10 @@
 For each trial:
   1. build the model from the trial's seed and save its initial weights;
   2. `lottery`: round 0 trains the dense network; each later round prunes the previous round's trained
-     network (iteratively: a fraction of the survivors per layer; one-shot: straight from round 0 to the
-     level), rewinds the survivors to their initial (or iteration-k) values and trains again;
+     network (iteratively: a fraction of the survivors, per layer or globally; one-shot: straight from round
+     0 to the level), rewinds the survivors to their initial values and trains again. With late rewinding
+     (--rewind_iteration=k) the survivors rewind to their iteration-k values and train from iteration k to
+     T, the learning-rate schedule continuing from k, with a fresh optimizer (as open_lth does);
   3. controls reuse the lottery masks of each round: `reinit` starts from a fresh draw of the initialiser,
      `rearrange` moves each layer's surviving initial values to random positions.
 A round whose result is already stored is skipped, so running the same command again resumes.
@@ -44,7 +46,7 @@ def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
         batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
         eval_every=config.eval_every, optimizer=config.optimizer, momentum=config.momentum,
         lr_boundaries=spec.lr_boundaries, warmup_iterations=spec.warmup_iterations, augment=spec.augment,
-        seed=trial_seed, mixed_precision=config.mixed_precision)
+        seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer)
 
 
 def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset | None = None,
@@ -95,7 +97,7 @@ class _Trial:
             if variant != "lottery":
                 self.run_control(variant)
 
-    def train_round(self, variant, round_, start, masks, record_at=None):
+    def train_round(self, variant, round_, start, masks, record_at=None, start_iteration=0):
         c = self.config
         self.emit(Event("start", self.trial, variant, round_, {"weights_remaining": pruning.remaining(masks)}))
         callbacks = []
@@ -112,7 +114,8 @@ class _Trial:
             data_key=data_key(self.seed, round_),
             backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_),
                                        save=lambda arrays: store.save_backup(trial, variant, round_, arrays)),
-            on_resume=lambda it: self.emit(Event("resume", trial, variant, round_, {"iteration": it})))
+            on_resume=lambda it: self.emit(Event("resume", trial, variant, round_, {"iteration": it})),
+            start_iteration=start_iteration)
         weights = rewind.snapshot(self.model)
         best = result.early_stop
         final = result.curve[-1]
@@ -153,12 +156,12 @@ class _Trial:
             if r > 0 and c.pruning == "oneshot":
                 if round0 is None:
                     round0 = self.store.load_round(trial, "lottery", 0, "weights")
-                if models.MODELS[c.model].global_pruning:
+                if c.pruning_scope == "global":
                     masks = pruning.prune_oneshot_global(_kernels(round0, masks), self.rates, r)
                 else:
                     masks = pruning.prune_oneshot(_kernels(round0, masks), pruning.expected_remaining(self.rates, r))
             elif r > 0:
-                prune = pruning.prune_global if models.MODELS[c.model].global_pruning else pruning.prune
+                prune = pruning.prune_global if c.pruning_scope == "global" else pruning.prune
                 masks = prune(_kernels(trained, masks), masks, self.rates)
             if r == 0:
                 record = c.rewind_iteration if c.rewind_iteration > 0 else None
@@ -169,7 +172,8 @@ class _Trial:
                 if rewind_to is None:  # only with --rewind_iteration > 0: the iteration-k weights were lost
                     raise RuntimeError(f"{self.store.trial_dir(trial)}/rewind_weights.npz is missing; delete "
                                        f"{self.store.round_dir(trial, 'lottery', 0)} to train round 0 again")
-                _, trained = self.train_round("lottery", r, rewind_to, masks)
+                # Late rewinding: from the iteration-k weights, the k..T part of the schedule.
+                _, trained = self.train_round("lottery", r, rewind_to, masks, start_iteration=c.rewind_iteration)
 
     # ---- the paper's controls ------------------------------------------------------------------------
     def run_control(self, variant: str) -> None:
@@ -189,7 +193,8 @@ class _Trial:
                 masks, moved = pruning.rearrange(masks, _kernels(rewind_to, masks), rng)
                 start = dict(rewind_to)
                 start.update({f"{name}/kernel": kernel for name, kernel in moved.items()})
-            self.train_round(variant, r, start, masks)
+            # The controls train what the ticket trains: from iteration k (0 without late rewinding) to T.
+            self.train_round(variant, r, start, masks, start_iteration=c.rewind_iteration)
 
 
 def data_key(trial_seed: int, round_: int) -> int:

@@ -33,6 +33,13 @@ flags.DEFINE_float("prune_rate_fc", D.prune_rate_fc, "Fraction of surviving fc w
 flags.DEFINE_float("prune_rate_conv", D.prune_rate_conv, "Fraction of surviving conv weights pruned per round.")
 flags.DEFINE_float("prune_rate_output", None, "Rate for the output layer (default: half of --prune_rate_fc).")
 flags.DEFINE_enum("prune_layers", D.prune_layers, list(config_lib.PRUNE_LAYERS), "Which layers to prune.")
+flags.DEFINE_enum("pruning_scope", None, list(config_lib.PRUNING_SCOPES),
+                  "Rank weights per layer or across all pruned layers (default: the model's; global for "
+                  "resnet18/vgg19). Global pools every layer with a non-zero rate; layers of equal rate share one "
+                  "threshold, so --prune_rate_output=0 keeps the output layer out.")
+flags.DEFINE_enum("trainer", D.trainer, list(config_lib.TRAINERS),
+                  "masked: lth_tf's fast path (gradients of pruned weights zeroed); tfmot: the reference, "
+                  "training tfmot's PruneLowMagnitude wrappers with the mask held fixed.")
 flags.DEFINE_enum("pruning", D.pruning, list(config_lib.PRUNING), "Iterative or one-shot pruning.")
 flags.DEFINE_list("variants", list(D.variants), "Comma-separated: lottery, reinit, rearrange.")
 flags.DEFINE_integer("rewind_iteration", D.rewind_iteration, "Rewind to the weights after this many iterations.")
@@ -49,7 +56,7 @@ flags.DEFINE_bool("quiet", False, "Print only the round lines.")
 
 _FIELDS = ("model", "dataset", "data_dir", "output_dir", "rounds", "epochs", "iterations", "batch_size",
            "learning_rate", "optimizer", "momentum", "prune_rate_fc", "prune_rate_conv", "prune_rate_output",
-           "prune_layers", "pruning", "rewind_iteration", "dropout", "eval_every", "trials", "trial_index",
+           "prune_layers", "pruning_scope", "trainer", "pruning", "rewind_iteration", "dropout", "eval_every", "trials", "trial_index",
            "seed", "mixed_precision", "strategy", "deterministic", "tensorboard")
 
 

@@ -40,9 +40,9 @@ class MaskedTrainer(keras.Model):
     the compiled training step.
     """
 
-    def __init__(self, net: keras.Model, **kwargs):
+    def __init__(self, net: keras.Model, mask_gradients: bool = True, **kwargs):
         super().__init__(name=f"masked_{net.name}", **kwargs)
-        self.net = net
+        self.net, self.mask_gradients = net, mask_gradients
         self._layers_by_name = {layer.name: layer for layer in pruning.prunable_layers(net)}
         self.mask_variables = {
             name: tf.Variable(tf.ones(layer.kernel.shape, layer.kernel.dtype), trainable=False,
@@ -69,8 +69,10 @@ class MaskedTrainer(keras.Model):
         grads = tape.gradient(scaled, variables)
         if scaling:
             grads = self.optimizer.get_unscaled_gradients(grads)
-        masks = {layer.kernel.ref(): self.mask_variables[name] for name, layer in self._layers_by_name.items()}
-        grads = [g * tf.cast(masks[v.ref()], g.dtype) if v.ref() in masks else g for g, v in zip(grads, variables)]
+        if self.mask_gradients:  # off under tfmot's wrappers, which mask the kernels themselves at every step
+            masks = {layer.kernel.ref(): self.mask_variables[name] for name, layer in self._layers_by_name.items()}
+            grads = [g * tf.cast(masks[v.ref()], g.dtype) if v.ref() in masks else g
+                     for g, v in zip(grads, variables)]
         self.optimizer.apply_gradients(zip(grads, variables))
         return self.compute_metrics(x, y, y_pred, None)
 
@@ -90,6 +92,9 @@ class TrainSpec:
     augment: bool = False
     seed: int = 0
     mixed_precision: bool = False
+    # "masked" (lth_tf's fast path: gradients of pruned weights zeroed) or "tfmot" (the reference: the model
+    # wrapped in tfmot's PruneLowMagnitude, trained with UpdatePruningStep, the assigned mask held fixed).
+    trainer: str = "masked"
     # Training steps per call into TensorFlow: fewer Python round trips per step (lenet300_100 trains about
     # 1.4x faster on CPU at 50 than at 1) and the same updates. Fits whose callbacks need every step
     # (late-rewind recording, user callbacks with batch hooks) run one step per call.
@@ -103,15 +108,28 @@ class TrainSpec:
     def total_iterations(self) -> int:
         return self.chunk * math.ceil(self.iterations / self.chunk)
 
+    def eval_points(self, start: int = 0) -> list:
+        """The iterations (counted from the start of training) at which a round that starts at iteration
+        `start` evaluates: the multiples of `chunk` after `start`, up to `total_iterations`. A late-rewound
+        round (start k > 0) thus evaluates on the same grid as round 0, so the curves of rounds line up."""
+        first = (start // self.chunk + 1) * self.chunk
+        return list(range(first, self.total_iterations + 1, self.chunk))
+
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then 10x drops at the boundaries (ResNet / VGG in the paper's Section 4)."""
+    """Linear warm-up, then 10x drops at the boundaries (ResNet / VGG in the paper's Section 4).
+
+    `offset` (a variable, so setting it retraces nothing) is the training iteration the round started from:
+    a late-rewound round starts at iteration k with a fresh optimizer (step 0) and its learning rate
+    continues from k, lr(step + k), as open_lth does.
+    """
 
     def __init__(self, rate, boundaries, warmup):
         self.rate, self.boundaries, self.warmup = rate, tuple(boundaries), warmup
+        self.offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="schedule_offset")
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = tf.cast(step, tf.float32) + tf.cast(self.offset, tf.float32)
         rate = tf.constant(self.rate, tf.float32)
         for boundary in self.boundaries:
             rate = tf.where(step >= boundary, rate * 0.1, rate)
@@ -217,22 +235,23 @@ class BackupSlot:
 
 
 class _Backup(keras.callbacks.Callback):
-    """Saves the round's state after every chunk but the last, and restores a loaded one at train begin.
+    """Saves the round's state after every evaluation but the last; `unpack` reads a saved one back.
 
-    Runs after the RewindCallback that resets the start weights (list order), so a restored state wins.
+    The state is taken at an evaluation point (an absolute training iteration of `spec.eval_points(start)`):
+    weights, optimizer slots and step, the curve so far, late-rewind weights.
     """
 
-    VERSION = 1
+    VERSION = 2
 
-    def __init__(self, slot, state, curve, recorder, spec, began_seconds):
+    def __init__(self, slot, points, curve, recorder, spec, start, began_seconds, rewind_weights=None):
         super().__init__()
-        self.slot, self.state, self.curve, self.recorder, self.spec = slot, state, curve, recorder, spec
-        self.began_seconds = began_seconds
+        self.slot, self.points, self.curve, self.recorder, self.spec = slot, points, curve, recorder, spec
+        self.start, self.began_seconds = start, began_seconds
         self.clock = time.perf_counter()
-        self.rewind_weights = None
+        self.rewind_weights = rewind_weights
 
     @classmethod
-    def unpack(cls, arrays, optimizer, spec):
+    def unpack(cls, arrays, optimizer, spec, start):
         """The loaded state if it fits this round's trainer, else None (the round then starts over)."""
         if not arrays or "meta" not in arrays:
             return None
@@ -242,7 +261,8 @@ class _Backup(keras.callbacks.Callback):
             return None
         variables = optimizer.variables
         if (meta.get("version") != cls.VERSION or meta.get("total") != spec.total_iterations
-                or meta.get("chunk_size") != spec.chunk or not 0 < meta.get("chunk", 0) < spec.total_iterations // spec.chunk
+                or meta.get("chunk_size") != spec.chunk or meta.get("start") != start
+                or meta.get("iteration") not in spec.eval_points(start)[:-1]
                 or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):
             return None
         meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
@@ -251,24 +271,15 @@ class _Backup(keras.callbacks.Callback):
         meta["rewind"] = rewind_weights or None
         return meta
 
-    def on_train_begin(self, logs=None):
-        if self.state is None:
-            return
-        from lth_tf import rewind
-        rewind.restore(self.model, self.state["net"], masks={})  # pruned entries were saved as zeros
-        for variable, value in zip(self.model.optimizer.variables, self.state["optimizer"]):
-            variable.assign(value)
-        self.rewind_weights = self.state["rewind"]
-
     def on_epoch_end(self, epoch, logs=None):
-        done = epoch + 1
-        if done >= self.spec.total_iterations // self.spec.chunk:
+        iteration = self.points[epoch]
+        if iteration >= self.spec.total_iterations:
             return  # the round is finished: the store keeps the result, not a backup
         from lth_tf import rewind
         variables = self.model.optimizer.variables
         if self.recorder is not None and self.recorder.weights is not None:
             self.rewind_weights = self.recorder.weights
-        meta = {"version": self.VERSION, "chunk": done, "chunk_size": self.spec.chunk,
+        meta = {"version": self.VERSION, "iteration": iteration, "start": self.start, "chunk_size": self.spec.chunk,
                 "total": self.spec.total_iterations, "curve": self.curve.curve,
                 "seconds": self.began_seconds + time.perf_counter() - self.clock,
                 "optimizer_shapes": [list(v.shape) for v in variables]}
@@ -315,11 +326,15 @@ def _one_step_per_execution(model):
 
 
 class _EvalCurve(keras.callbacks.Callback):
-    """Evaluates validation and test sets at the end of each `eval_every`-step chunk (a Keras "epoch")."""
+    """Evaluates validation and test sets at each evaluation point (the end of a Keras "epoch").
 
-    def __init__(self, val, test, chunk, on_eval):
+    Losses are the cross-entropy alone: a weight penalty (L2) changes with the mask and would move the
+    early-stopping argmin, and the paper's criterion is the validation loss of the classifier.
+    """
+
+    def __init__(self, val, test, points, on_eval):
         super().__init__()
-        self.val, self.test, self.chunk, self.on_eval = val, test, chunk, on_eval
+        self.val, self.test, self.points, self.on_eval = val, test, points, on_eval
         self.curve = []
 
     def on_epoch_end(self, epoch, logs=None):
@@ -327,9 +342,9 @@ class _EvalCurve(keras.callbacks.Callback):
         with _one_step_per_execution(self.model):
             val = self.model.evaluate(self.val, verbose=0, return_dict=True)
             test = self.model.evaluate(self.test, verbose=0, return_dict=True)
-        point = {"iteration": (epoch + 1) * self.chunk, "train_loss": float(logs["loss"]),
-                 "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                 "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+        point = {"iteration": self.points[epoch], "train_loss": float(logs["cross_entropy"]),
+                 "val_loss": val["cross_entropy"], "val_accuracy": val["accuracy"],
+                 "test_loss": test["cross_entropy"], "test_accuracy": test["accuracy"],
                  # Not written to curve.csv; lets callers tell training time from evaluation time.
                  "eval_seconds": time.perf_counter() - began}
         self.curve.append(point)
@@ -342,15 +357,30 @@ class _EvalCurve(keras.callbacks.Callback):
 
 
 class RoundTrainer:
-    """Trains one network round after round: compiled once, so rounds reuse the traced training step."""
+    """Trains one network round after round: compiled once, so rounds reuse the traced training step.
+
+    trainer="tfmot" (TrainSpec.trainer) trains through tfmot instead: the model wrapped once in
+    PruneLowMagnitude (pruning.wrap), each round's mask assigned to the wrappers and held fixed, with
+    tfmot's UpdatePruningStep; the reference against which the fast masked path is tested.
+    """
 
     def __init__(self, model: keras.Model, data, spec: TrainSpec):
         self.model, self.data, self.spec = model, data, spec
-        self.trainer = MaskedTrainer(model)
+        self.wrapped = None
+        if spec.trainer == "tfmot":
+            # Shares its variables with `model`; the wrappers' masks are set per round (assign_masks).
+            self.wrapped = pruning.wrap(model, pruning.full_masks(model))
+            self.trainer = MaskedTrainer(self.wrapped, mask_gradients=False)
+        elif spec.trainer == "masked":
+            self.trainer = MaskedTrainer(model)
+        else:
+            raise ValueError(f"unknown trainer '{spec.trainer}'; choose masked or tfmot")
         self.steps_per_execution = max(1, min(int(spec.steps_per_execution), spec.chunk))
         self.trainer.compile(optimizer=make_optimizer(spec),
                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                             metrics=["accuracy"], steps_per_execution=self.steps_per_execution)
+                             metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(
+                                 from_logits=True, name="cross_entropy")],
+                             steps_per_execution=self.steps_per_execution)
         # Keras picks the one-step or the looping training function from the variable's value when it first
         # makes it; make it now, so a first fit at one step per execution (late rewinding) cannot fix it
         # to one step for the rounds after.
@@ -370,43 +400,70 @@ class RoundTrainer:
 
     def train(self, start_weights: dict, masks: dict, record_at: int | None = None,
               on_eval=None, callbacks=(), data_key: int | None = None, backup: BackupSlot | None = None,
-              on_resume=None) -> RoundResult:
-        """Rewinds to `start_weights` under `masks`, trains `spec.iterations` steps, evaluating as it goes.
+              on_resume=None, start_iteration: int = 0) -> RoundResult:
+        """Rewinds to `start_weights` under `masks` and trains to `spec.total_iterations`, evaluating as it goes.
 
-        record_at: also return the weights after this many steps (late rewinding).
-        data_key: picks the round's data order (default: spec.seed); see `train_stream`.
-        backup: saves state after each chunk; a state it loads makes the round continue from there
+        start_iteration: the training iteration `start_weights` come from. 0 trains the whole schedule; k > 0
+            (late rewinding) trains the `total - k` steps from k on, with a fresh optimizer and the
+            learning-rate schedule continuing from k. Curve iterations count from the start of training.
+        record_at: also return the weights after this many steps (late rewinding's iteration-k weights).
+        data_key: picks the round's data order (default: spec.seed); see `train_stream`. The round's first
+            step takes batch 0 of that order, whatever `start_iteration` is.
+        backup: saves state after each evaluation; a state it loads makes the round continue from there
             (on_resume(iteration) is called first).
         """
+        from lth_tf import rewind
         spec = self.spec
-        chunks = spec.total_iterations // spec.chunk
-        reset_optimizer(self.trainer.optimizer)
+        if not 0 <= start_iteration < spec.total_iterations:
+            raise ValueError(f"start_iteration {start_iteration} is outside [0, {spec.total_iterations})")
+        optimizer = self.trainer.optimizer
+        reset_optimizer(optimizer)
+        schedule = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+        if isinstance(schedule, _Schedule):
+            schedule.offset.assign(start_iteration)
         self.trainer.set_masks(masks)
-        state = _Backup.unpack(backup.load(), self.trainer.optimizer, spec) if backup else None
-        start_chunk = state["chunk"] if state else 0
-        if state and on_resume:
-            on_resume(start_chunk * spec.chunk)
-        curve = _EvalCurve(self.val_data, self.test_data, spec.chunk, on_eval)
+        state = _Backup.unpack(backup.load(), optimizer, spec, start_iteration) if backup else None
+        done = state["iteration"] if state else start_iteration
+        if state:
+            if on_resume:
+                on_resume(done)
+            rewind.restore(self.model, state["net"], masks={})  # pruned entries were saved as zeros
+            for variable, value in zip(optimizer.variables, state["optimizer"]):
+                variable.assign(value)
+        else:
+            rewind.restore(self.model, start_weights, masks)
+        if self.wrapped is not None:
+            pruning.assign_masks(self.wrapped, masks)
+        points = spec.eval_points(start_iteration)
+        curve = _EvalCurve(self.val_data, self.test_data, points, on_eval)
         curve.curve = list(state["curve"]) if state else []
         recorder = None
         if record_at and not (state and state["rewind"] is not None):
             # Counts from where this fit starts; a resumed state past record_at carries the recorded weights.
-            recorder = RewindCallback(rewind_iteration=record_at - start_chunk * spec.chunk)
-        saver = _Backup(backup, state, curve, recorder, spec, state["seconds"] if state else 0.0) if backup else None
-        all_callbacks = [RewindCallback(weights=start_weights, masks=masks)]
-        all_callbacks += [recorder] if recorder else []
-        all_callbacks += [curve] + ([saver] if saver else []) + [*callbacks]
-        stream = self.stream(spec.seed if data_key is None else data_key, start_batch=start_chunk * spec.chunk)
-        self._set_steps_per_execution(1 if recorder or _needs_every_step(callbacks) else self.steps_per_execution)
+            recorder = RewindCallback(rewind_iteration=record_at - done)
+        saver = None
+        if backup:
+            saver = _Backup(backup, points, curve, recorder, spec, start_iteration,
+                            state["seconds"] if state else 0.0, state["rewind"] if state else None)
+        extra = [tfmot_update_step()] if self.wrapped is not None else []
+        key = spec.seed if data_key is None else data_key
         began = time.perf_counter()
-        self.trainer.fit(stream, epochs=chunks, initial_epoch=start_chunk,
-                         steps_per_epoch=spec.chunk, callbacks=all_callbacks, verbose=0)
+        for first, steps, epochs in _segments(points, done):
+            # One fit per run of equal chunks: a late-rewound round whose k is not a multiple of eval_every
+            # trains the steps up to the next evaluation point first, then whole chunks.
+            fit_callbacks = ([recorder] if recorder and recorder.weights is None else []) + extra
+            fit_callbacks += [curve] + ([saver] if saver else []) + [*callbacks]
+            every_step = (recorder is not None and recorder.weights is None) or _needs_every_step(callbacks)
+            self._set_steps_per_execution(1 if every_step else self.steps_per_execution)
+            stream = self.stream(key, start_batch=(points[first] - steps) - start_iteration)
+            self.trainer.fit(stream, epochs=first + epochs, initial_epoch=first, steps_per_epoch=steps,
+                             callbacks=fit_callbacks, verbose=0)
         seconds = time.perf_counter() - began + (state["seconds"] if state else 0.0)
         rewind_weights = None
         if record_at:
             rewind_weights = recorder.weights if recorder else state["rewind"]
-        return RoundResult(curve=curve.curve, iterations=spec.total_iterations, seconds=seconds,
-                           rewind_weights=rewind_weights, resumed_from=start_chunk * spec.chunk)
+        return RoundResult(curve=curve.curve, iterations=spec.total_iterations - start_iteration, seconds=seconds,
+                           rewind_weights=rewind_weights, resumed_from=done)
 
     def stream(self, key: int, start_batch: int = 0) -> tf.data.Dataset:
         """The training batches of a round with data key `key` from batch `start_batch` on (`train_stream`)."""
@@ -420,6 +477,25 @@ class RoundTrainer:
         variable = getattr(self.trainer, "_steps_per_execution", None)
         if variable is not None and int(variable.numpy()) != steps:
             variable.assign(steps)
+
+
+def _segments(points: list, done: int) -> list:
+    """(index of the first point, steps per chunk, chunks) for each fit that takes training from `done` through
+    the remaining evaluation `points`: a shorter first chunk, if any, is a fit of its own."""
+    index = next(i for i, p in enumerate(points) if p > done)
+    segments = []
+    if index + 1 < len(points) and points[index] - done != points[index + 1] - points[index]:
+        segments.append((index, points[index] - done, 1))
+        index, done = index + 1, points[index]
+    if index < len(points):
+        segments.append((index, points[index] - done, len(points) - index))
+    return segments
+
+
+def tfmot_update_step():
+    """tfmot's UpdatePruningStep: its wrappers refuse to train without it."""
+    import tensorflow_model_optimization as tfmot
+    return tfmot.sparsity.keras.UpdatePruningStep()
 
 
 def _needs_every_step(callbacks) -> bool:

@@ -229,3 +229,91 @@ def test_reset_optimizer_restarts_the_dynamic_loss_scale():
     training.reset_optimizer(optimizer)
     assert float(optimizer.loss_scale) == optimizer.initial_scale
     assert int(optimizer._loss_scale._counter.numpy()) == 0
+
+
+def test_validation_and_test_losses_are_the_cross_entropy_without_the_weight_penalty(tiny):
+    # A large L2 penalty: were it in val_loss, the stored losses would exceed the cross-entropy by sum(model.losses).
+    inputs = keras.Input((FEATURES,))
+    x = keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(0.5), name="fc1",
+                           kernel_initializer=keras.initializers.GlorotNormal(1))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, kernel_regularizer=keras.regularizers.L2(0.5),
+                                                   name="output")(x))
+    trainer = training.RoundTrainer(model, tiny, spec(iterations=20, eval_every=20, momentum=0.0))
+    result = trainer.train(rewind.snapshot(model), pruning.full_masks(model))
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    by_hand = {split: float(ce(y, model(x, training=False)))
+               for split, (x, y) in {"val": (tiny.x_val, tiny.y_val), "test": (tiny.x_test, tiny.y_test)}.items()}
+    penalty = float(tf.add_n(model.losses))
+    assert penalty > 0.05
+    point = result.curve[-1]
+    assert point["val_loss"] == pytest.approx(by_hand["val"], rel=1e-5)
+    assert point["test_loss"] == pytest.approx(by_hand["test"], rel=1e-5)
+
+
+class _RateProbe(keras.callbacks.Callback):
+    """The learning rate each training step uses, and the optimizer's step at train begin."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        opt = self.model.optimizer
+        self.rates.append(float(opt._learning_rate(opt.iterations)))
+
+
+def test_late_rewound_round_trains_k_to_t_with_the_schedule_continuing_from_k(tiny):
+    # T = 60, k = 25 (not a multiple of eval_every = 20): 35 steps, evaluations at 40 and 60 (round 0's grid),
+    # learning rate 0.05 for steps 25..29 then 0.005 from the boundary at 30, a fresh optimizer.
+    model = net(seed=8)
+    trainer = training.RoundTrainer(model, tiny, spec(iterations=60, eval_every=20, lr_boundaries=(30,)))
+    trainer.train(rewind.snapshot(model), pruning.full_masks(model))  # a round 0 leaves momentum behind
+    start, masks = rewind.snapshot(net(seed=9)), random_masks(model, 0.5, seed=3)
+    probe = _RateProbe()
+    result = trainer.train(start, masks, start_iteration=25, data_key=7, callbacks=[probe])
+    assert result.iterations == 35
+    assert int(trainer.trainer.optimizer.iterations.numpy()) == 35
+    assert [p["iteration"] for p in result.curve] == [40, 60]
+    np.testing.assert_allclose(probe.rates, [0.05] * 5 + [0.005] * 30, rtol=1e-6)
+    late = rewind.snapshot(model)
+    # The same 35 steps by hand: a fresh trainer whose schedule drops after 5 steps, same start, same batches.
+    other = net(seed=8)
+    fresh = training.RoundTrainer(other, tiny, spec(iterations=35, eval_every=35, lr_boundaries=(5,)))
+    fresh.train(start, masks, data_key=7)
+    for key, value in rewind.snapshot(other).items():
+        np.testing.assert_allclose(late[key], value, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="start_iteration"):
+        trainer.train(start, masks, start_iteration=60)
+
+
+def test_warmup_continues_from_k_too(tiny):
+    model = net(seed=10)
+    trainer = training.RoundTrainer(model, tiny, spec(iterations=40, eval_every=20, warmup_iterations=40))
+    probe = _RateProbe()
+    trainer.train(rewind.snapshot(model), pruning.full_masks(model), start_iteration=20, callbacks=[probe])
+    np.testing.assert_allclose(probe.rates, [0.05 * (step + 1) / 40 for step in range(20, 40)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_tfmot_trainer_gives_the_masked_trainers_rounds(tiny, optimizer):
+    # The reference path (tfmot's PruneLowMagnitude wrappers, UpdatePruningStep, mask held fixed) and the fast
+    # path (gradients masked) train the same rounds: same survivors within float tolerance, pruned exactly zero.
+    out = {}
+    for kind in ("masked", "tfmot"):
+        model = net(seed=11)
+        start = rewind.snapshot(model)
+        trainer = training.RoundTrainer(model, tiny, spec(trainer=kind, optimizer=optimizer, learning_rate=0.01))
+        weights = []
+        for round_, keep in enumerate((1.0, 0.5)):
+            masks = random_masks(model, keep, seed=round_)
+            trainer.train(start, masks, data_key=round_)
+            weights.append(rewind.snapshot(model))
+            for name, mask in masks.items():
+                assert np.all(model.get_layer(name).kernel.numpy()[~mask] == 0.0)
+            if kind == "tfmot":
+                assert {n: m.tolist() for n, m in pruning.masks_of(trainer.wrapped).items()} == \
+                    {n: m.tolist() for n, m in masks.items()}
+        out[kind] = weights
+    for masked, tfmot_ in zip(out["masked"], out["tfmot"]):
+        for key in masked:
+            np.testing.assert_allclose(tfmot_[key], masked[key], rtol=1e-5, atol=1e-5)
