@@ -8,7 +8,7 @@ What it runs (each a ``python -m lth_tf.main`` subprocess writing into ``benchma
   lenet_iterative  lenet300_100, lottery / reinit / rearrange, iterative pruning (fc 20%, output 10% per
                    round), 15 rounds (down to 3.6% of the weights), 3 trials  (the paper's Figures 3 and 4)
   lenet_oneshot    the same network, one-shot pruning to each of those 15 levels, lottery, 2 trials (Figure 4)
-  conv2            conv2_paper (the paper's Conv-2: 3x3 64-64-pool, dense 256-256-10), lottery vs reinit, 3 rounds at conv 20% /
+  conv2            conv2_iclr (the paper's Conv-2: 3x3 64-64-pool, dense 256-256-10), lottery vs reinit, 3 rounds at conv 20% /
                    fc 40% per round, 1 trial, on a Fashion-MNIST subset (9,500 train incl. 950 validation,
                    2,000 test) written to benchmarks/out/data (Figure 5, much reduced)
 then ``python -m lth_tf.report`` on each directory and a combined summary, ``benchmarks/out/summary.md``, with
@@ -44,7 +44,7 @@ EVAL_EVERY = 100
 LENET = ["--model=lenet300_100", "--dataset=fashion_mnist", "--optimizer=adam", "--learning_rate=0.0012",
          "--batch_size=60", "--prune_rate_fc=0.2", "--prune_rate_output=0.1", f"--eval_every={EVAL_EVERY}",
          f"--rounds={LENET_ROUNDS}"]
-CONV2 = ["--model=conv2_paper", "--dataset=fashion_mnist", "--optimizer=adam", "--learning_rate=0.0002",
+CONV2 = ["--model=conv2_iclr", "--dataset=fashion_mnist", "--optimizer=adam", "--learning_rate=0.0002",
          "--batch_size=60", "--prune_rate_conv=0.2", "--prune_rate_fc=0.4", "--prune_rate_output=0.2",
          f"--eval_every={EVAL_EVERY}", f"--rounds={CONV2_ROUNDS}"]
 
@@ -163,10 +163,10 @@ def jobs(plan: dict, out: str, conv2_data: str) -> list:
     oneshot = [*lenet, "--pruning=oneshot", "--variants=lottery", f"--trials={ONESHOT_TRIALS}",
                f"--output_dir={out}/lenet_oneshot"]
     conv2 = [*CONV2, f"--iterations={plan['conv2_iterations']}", f"--data_dir={conv2_data}",
-             "--variants=lottery,reinit", "--trials=1", f"--output_dir={out}/conv2_paper"]
+             "--variants=lottery,reinit", "--trials=1", f"--output_dir={out}/conv2_iclr"]
     order = [("lenet iterative, trial 0", [*iterative, "--trial_index=0"]),
              ("lenet one-shot, trial 0", [*oneshot, "--trial_index=0"]),
-             ("conv2_paper", conv2)]
+             ("conv2_iclr", conv2)]
     order += [(f"lenet iterative, trial {t}", [*iterative, f"--trial_index={t}"]) for t in range(1, LENET_TRIALS)]
     order += [(f"lenet one-shot, trial {t}", [*oneshot, f"--trial_index={t}"]) for t in range(1, ONESHOT_TRIALS)]
     return order
@@ -276,7 +276,7 @@ def build_report(out: str, plan: dict | None, timing: dict) -> str:
         report.plot_vs_weights(lenet, "early_stop_iteration", "Early-stop iteration",
                                os.path.join(figures, "lenet_early_stop.png"),
                                title="lenet300_100 on Fashion-MNIST")
-    for name in ("lenet_iterative", "lenet_oneshot", "conv2_paper"):
+    for name in ("lenet_iterative", "lenet_oneshot", "conv2_iclr"):
         directory = os.path.join(out, name)
         if not os.path.isdir(directory):
             continue
@@ -290,7 +290,7 @@ def build_report(out: str, plan: dict | None, timing: dict) -> str:
             if os.path.exists(src):
                 with open(src, "rb") as f_in, open(os.path.join(figures, f"{name}_{fig}"), "wb") as f_out:
                     f_out.write(f_in.read())
-    conv2 = report.load_results(os.path.join(out, "conv2_paper")) if os.path.isdir(os.path.join(out, "conv2_paper")) else None
+    conv2 = report.load_results(os.path.join(out, "conv2_iclr")) if os.path.isdir(os.path.join(out, "conv2_iclr")) else None
     if conv2 is not None and not conv2.empty:
         s = report.summarize(conv2)
         parts += ["## conv2, test accuracy (%) at early stop (1 trial)", "",

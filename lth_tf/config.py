@@ -92,7 +92,9 @@ class Config:
             variants=tuple(self.variants),
             pruning_scope=self.pruning_scope or ("global" if spec.global_pruning else "layerwise"),
         )
-        if filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
+        if filled.epochs is None and filled.iterations is None and spec.epochs is not None:
+            filled = dataclasses.replace(filled, epochs=spec.epochs)  # the paper gives epochs (arXiv v1, Figure 1)
+        elif filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
             # The paper trains for a fixed number of iterations; express it in epochs of this dataset.
             train_size = dspec.train_size - dspec.validation_size
             filled = dataclasses.replace(filled, epochs=max(1, round(spec.iterations * batch / train_size)))

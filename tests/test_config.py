@@ -10,7 +10,7 @@ def test_paper_defaults_per_model():
     lenet = Config(model="lenet300_100", dataset="mnist").resolve()
     assert (lenet.batch_size, lenet.learning_rate, lenet.optimizer) == (60, 0.05, "sgd")
     assert (lenet.prune_rate_fc, lenet.prune_rate_output) == (0.2, 0.1)
-    assert abs(lenet.round_iterations - 50_000) < 1000  # the paper's 50K iterations, in whole epochs
+    assert (lenet.epochs, lenet.round_iterations) == (50, 50 * 917)  # arXiv v1 Figure 1: 50 epochs at batch 60
     conv2 = Config(model="conv2", dataset="cifar10").resolve()
     assert (conv2.batch_size, conv2.learning_rate, conv2.prune_rate_conv) == (50, 0.01, 0.1)
     conv4 = Config(model="conv4", dataset="cifar10").resolve()
