@@ -75,7 +75,7 @@ def test_batched_jobs_equal_separate_masked_training():
     """run_experiment's batching (pruned units dropped, equal widths merged) changes nothing."""
     rng = np.random.default_rng(8)
     init = xor.init_params(rng, 5, 10)
-    trained = xor.train(init, iterations=50)
+    trained = xor.train(init, iterations=50, learning_rate=1.0)
     jobs = []
     for keep, crit in ((4, "input"), (2, "product"), (4, "output"), (8, "input")):
         m = xor.prune_mask(trained, np.ones((5, 10), bool), keep, crit)
@@ -116,30 +116,63 @@ def test_evaluate_boundary_and_zero_loss():
 
 
 # ----------------------------------------------------------------------------
-# Pruning criteria
+# Pruning criteria (the appendix's scores)
 # ----------------------------------------------------------------------------
-# Six units whose rankings differ by criterion:
-#   input norms      0.1  0.6  0.3  0.5  0.2  0.4
-#   |output weight|  0.9  0.05 0.8  0.1  0.7  0.2
-#   product          .09  .03  .24  .05  .14  .08
-_NORMS = np.array([0.1, 0.6, 0.3, 0.5, 0.2, 0.4])
-_OUT = np.array([0.9, -0.05, -0.8, 0.1, 0.7, -0.2])
-_ANGLES = np.array([0.3, 2.0, 3.5, 4.4, 5.9, 1.1])
+# Six units with hand-computed scores.  Columns of W1 (incoming weights):
+#   unit   w_in          mean|w_in|  sum|w_in|  L2 norm  |w_out|  |w_out|*sum
+#   0      ( 3.0,  0.0)  1.5         3.0        3.0      0.1      0.3
+#   1      ( 2.0, -2.0)  2.0         4.0        2.83     0.2      0.8
+#   2      ( 0.5,  0.5)  0.5         1.0        0.71     3.0      3.0
+#   3      (-1.0,  0.2)  0.6         1.2        1.02     0.4      0.48
+#   4      ( 0.1, -0.05) 0.075       0.15       0.11     4.0      0.6
+#   5      ( 2.9,  0.0)  1.45        2.9        2.9      0.25     0.725
+# L2 norms rank units 0 > 5 > 1 but mean |w_in| ranks 1 > 0 > 5, and the
+# L2-based product ranks 5 above 1 where |w_out| * sum |w_in| ranks 1 above 5.
+_W1 = np.array([[3.0, 2.0, 0.5, -1.0, 0.1, 2.9],
+                [0.0, -2.0, 0.5, 0.2, -0.05, 0.0]])
+_W2 = np.array([0.1, -0.2, 3.0, 0.4, -4.0, -0.25])
+HAND_SCORES = {
+    "input": [1.5, 2.0, 0.5, 0.6, 0.075, 1.45],
+    "output": [0.1, 0.2, 3.0, 0.4, 4.0, 0.25],
+    "product": [0.3, 0.8, 3.0, 0.48, 0.6, 0.725],
+}
 
 
 def _known_params(perm=None):
-    norms, out, ang = _NORMS, _OUT, _ANGLES
-    if perm is not None:
-        norms, out, ang = norms[perm], out[perm], ang[perm]
-    w1 = np.stack([norms * np.cos(ang), norms * np.sin(ang)])[None]
-    return {"w1": w1, "b1": np.full((1, 6), 5.0), "w2": out[None], "b2": np.zeros(1)}
+    w1, w2 = (_W1, _W2) if perm is None else (_W1[:, perm], _W2[perm])
+    return {"w1": w1[None].copy(), "b1": np.full((1, 6), 5.0), "w2": w2[None].copy(), "b2": np.zeros(1)}
 
 
 EXPECTED = {
-    ("input", 2): {1, 3}, ("input", 4): {1, 3, 5, 2},
-    ("output", 2): {0, 2}, ("output", 4): {0, 2, 4, 5},
-    ("product", 2): {2, 4}, ("product", 4): {2, 4, 0, 5},
+    ("input", 2): {1, 0}, ("input", 4): {1, 0, 5, 3},
+    ("output", 2): {4, 2}, ("output", 4): {4, 2, 3, 5},
+    ("product", 2): {2, 1}, ("product", 4): {2, 1, 5, 4},
 }
+
+
+def test_unit_scores_equal_the_hand_computation():
+    params = _known_params()
+    for criterion, want in HAND_SCORES.items():
+        np.testing.assert_allclose(xor.unit_scores(params, criterion)[0], want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError):
+        xor.unit_scores(params, "random")
+
+
+def test_scores_are_mean_abs_and_sum_abs_not_l2_norms():
+    """The fixture is built so that an L2-norm score would keep different units."""
+    l2 = np.sqrt((_W1 ** 2).sum(axis=0))
+    assert set(np.argsort(-l2)[:2]) == {0, 5} != EXPECTED[("input", 2)]
+    assert set(np.argsort(-(l2 * np.abs(_W2)))[:2]) == {2, 5} != EXPECTED[("product", 2)]
+    # Input magnitude is an average (not a sum): with two inputs it is half the sum.
+    params = _known_params()
+    np.testing.assert_allclose(xor.unit_scores(params, "input")[0] * 2, np.abs(_W1).sum(axis=0))
+
+
+def test_hidden_bias_takes_no_part_in_the_scores():
+    a, b = _known_params(), _known_params()
+    b["b1"] = np.array([[-40.0, 7.0, 0.0, 100.0, -3.0, 2.0]])
+    for criterion in xor.CRITERIA:
+        np.testing.assert_array_equal(xor.unit_scores(a, criterion), xor.unit_scores(b, criterion))
 
 
 @pytest.mark.parametrize("criterion,keep", sorted(EXPECTED))
@@ -155,20 +188,11 @@ def test_each_criterion_removes_exactly_the_intended_units(criterion, keep):
     assert {int(perm[i]) for i in np.flatnonzero(mask2[1])} == EXPECTED[(criterion, keep)]
 
 
-def test_unit_scores_and_hidden_bias_excluded():
-    params = _known_params()
-    np.testing.assert_allclose(xor.unit_scores(params, "input")[0], _NORMS)
-    np.testing.assert_allclose(xor.unit_scores(params, "output")[0], np.abs(_OUT))
-    np.testing.assert_allclose(xor.unit_scores(params, "product")[0], _NORMS * np.abs(_OUT))
-    with pytest.raises(ValueError):
-        xor.unit_scores(params, "random")
-
-
 def test_pruning_only_considers_surviving_units():
     mask = np.ones((1, 6), bool)
-    mask[0, 1] = False  # the largest input norm is already pruned
+    mask[0, 1] = False  # the largest mean |w_in| is already pruned
     new = xor.prune_mask(_known_params(), mask, 2, "input")
-    assert set(np.flatnonzero(new[0])) == {3, 5}
+    assert set(np.flatnonzero(new[0])) == {0, 5}
     with pytest.raises(ValueError):
         xor.prune_mask(_known_params(), mask, 6, "input")
 
@@ -180,7 +204,7 @@ def test_pruning_only_considers_surviving_units():
 def test_reset_restores_survivors_and_pruned_units_stay_zero(criterion):
     trials, keep = 16, 4
     init = xor.init_params(np.random.default_rng(11), trials, 10)
-    trained = xor.train(init, iterations=300)
+    trained = xor.train(init, iterations=300, learning_rate=1.0)
     mask = xor.prune_mask(trained, np.ones((trials, 10), bool), keep, criterion)
     assert (mask.sum(axis=1) == keep).all()
     ticket = xor.reset(init, mask)
@@ -191,7 +215,8 @@ def test_reset_restores_survivors_and_pruned_units_stay_zero(criterion):
     np.testing.assert_array_equal(ticket["b2"], init["b2"])
     assert not ticket["w1"][~m3].any() and not ticket["w2"][~mask].any() and not ticket["b1"][~mask].any()
 
-    mask2, retrained = xor.one_shot_prune(init, trained, keep, criterion, iterations=300)
+    mask2, retrained = xor.one_shot_prune(init, trained, keep, criterion, iterations=300,
+                                          learning_rate=1.0)
     np.testing.assert_array_equal(mask2, mask)
     assert np.all(retrained["w1"][~m3] == 0.0)
     assert np.all(retrained["w2"][~mask] == 0.0)
@@ -204,7 +229,7 @@ def test_mask_holds_even_when_pruned_units_start_nonzero():
     init["b1"][:] = 0.5  # a live bias would make the units fire and receive gradients
     mask = np.zeros((4, 6), bool)
     mask[:, :3] = True
-    out = xor.train(init, mask, iterations=200)
+    out = xor.train(init, mask, iterations=200, learning_rate=1.0)
     assert not out["w1"][:, :, 3:].any() and not out["w2"][:, 3:].any() and not out["b1"][:, 3:].any()
 
 
@@ -212,8 +237,8 @@ def test_mask_holds_even_when_pruned_units_start_nonzero():
 def test_iterative_pruning_goes_10_8_6_4_with_nested_masks(criterion):
     trials = 8
     init = xor.init_params(np.random.default_rng(2), trials, 10)
-    trained = xor.train(init, iterations=100)
-    rounds = xor.iterative_prune(init, trained, 4, criterion, iterations=100)
+    trained = xor.train(init, iterations=100, learning_rate=1.0)
+    rounds = xor.iterative_prune(init, trained, 4, criterion, iterations=100, learning_rate=1.0)
     assert [units for units, _, _ in rounds] == [8, 6, 4]
     previous = np.ones((trials, 10), bool)
     for units, mask, params in rounds:
@@ -224,49 +249,117 @@ def test_iterative_pruning_goes_10_8_6_4_with_nested_masks(criterion):
     # Each round prunes by the scores of the previous round's retrained network.
     expected = xor.prune_mask(rounds[1][2], rounds[1][1], 4, criterion)
     np.testing.assert_array_equal(rounds[2][1], expected)
-    assert [u for u, _, _ in xor.iterative_prune(init, trained, 2, criterion, iterations=10)] == [8, 6, 4, 2]
+    short = xor.iterative_prune(init, trained, 2, criterion, iterations=10, learning_rate=1.0)
+    assert [u for u, _, _ in short] == [8, 6, 4, 2]
 
 
 # ----------------------------------------------------------------------------
-# Real properties of the experiment
+# DB and ZL, and Figure 10's conditioning
 # ----------------------------------------------------------------------------
-def test_ten_unit_networks_succeed_more_often_than_two_unit_networks():
+# The default schedule at a tenth of the steps: the same lr x iterations (gradient-flow time).
+FAST_ITERS = 1000
+FAST_LR = xor.DEFAULT_LEARNING_RATE * xor.DEFAULT_ITERATIONS / FAST_ITERS
+
+
+def test_db_and_zl_are_distinct_measures_at_the_default_settings():
     rng = np.random.default_rng(0)
-    trials = 64
-    ten = xor.train(xor.init_params(rng, trials, 10))
-    two = xor.train(xor.init_params(rng, trials, 2))
-    rate10 = xor.evaluate(ten)["success"].mean()
-    rate2 = xor.evaluate(two)["success"].mean()
-    assert rate10 > rate2 + 0.3, (rate10, rate2)
-    assert rate10 > 0.8
+    out = {h: xor.evaluate(xor.train(xor.init_params(rng, 200, h), iterations=FAST_ITERS,
+                                     learning_rate=FAST_LR)) for h in (10, 2)}
+    for h, ev in out.items():
+        assert not (ev["zero_loss"] & ~ev["boundary"]).any()  # below the threshold every point is right
+        assert (ev["boundary"] & ~ev["zero_loss"]).sum() >= 5, h  # found the boundary, not zero loss
+    db10, zl10 = out[10]["boundary"].mean(), out[10]["zero_loss"].mean()
+    ratio2 = out[2]["zero_loss"].sum() / out[2]["boundary"].sum()
+    assert db10 > 0.85 and 0.6 < zl10 < db10
+    assert out[2]["boundary"].mean() < db10 - 0.4
+    assert ratio2 < zl10 / db10 - 0.2, (ratio2, zl10 / db10)  # small networks reach ZL less often
+
+
+def test_conditional_rates_on_a_hand_made_outcome_table():
+    t, f = True, False
+    results = {
+        ("scratch", 10): {"boundary": np.array([t, t, t, t, t, t, f, f]),
+                          "zero_loss": np.array([t, t, t, t, f, f, f, f])},
+        ("one-shot", 2, "product"): {"boundary": np.array([t, t, t, f, t, t, t, t]),
+                                     "zero_loss": np.array([t, f, f, f, t, f, t, f])},
+    }
+    ok = xor.base_success(results)
+    np.testing.assert_array_equal(ok, [t, t, t, t, f, f, f, f])  # DB and ZL: 4 of 8 trials
+    ticket = results[("one-shot", 2, "product")]
+    # Among trials 0-3: DB in 0, 1, 2 -> 3/4; ZL only in 0 -> 1/4.  Over all 8 trials: 7/8 and 3/8.
+    assert xor.conditional_rates(ticket, ok) == {"boundary": 0.75, "zero_loss": 0.25}
+    assert xor.rates(ticket) == {"boundary": 0.875, "zero_loss": 0.375}
+    assert xor.conditional_rates(results[("scratch", 10)], ok) == {"boundary": 1.0, "zero_loss": 1.0}
+    empty = xor.conditional_rates(ticket, np.zeros(8, bool))
+    assert np.isnan(empty["boundary"]) and np.isnan(empty["zero_loss"])
+
+    table = xor.format_table(results, 8)
+    row = next(line for line in table.splitlines() if line.startswith("One-shot, magnitude product"))
+    assert row.split()[-4:] == ["75.0", "[87.5]", "25.0", "[37.5]"]
+    assert "4 trials (50.0% of 8)" in table
 
 
 def test_run_experiment_batches_agree_with_the_plain_functions():
-    trials, iters, seed = 6, 300, 9
-    results = xor.run_experiment(trials=trials, iterations=iters, seed=seed, loss_threshold=0.3)
+    trials, iters, lr, seed, thr = 6, 300, 0.5, 9, 0.3
+    results = xor.run_experiment(trials=trials, iterations=iters, seed=seed, loss_threshold=thr,
+                                 learning_rate=lr)
     expected_keys = {("scratch", h) for h in xor.HIDDEN_SIZES} | {
         (s, t, c) for s in xor.STRATEGIES for t in xor.PRUNE_TARGETS for c in xor.CRITERIA}
     assert set(results) == expected_keys
     rng = np.random.default_rng(seed)
     init = xor.init_params(rng, trials, 10)  # the 10-unit trials are drawn first
-    trained = xor.train(init, iterations=iters)
+    trained = xor.train(init, iterations=iters, learning_rate=lr)
 
-    def rates(p):
-        out = xor.evaluate(p, loss_threshold=0.3)
-        return {k: float(out[k].mean()) for k in ("boundary", "zero_loss", "success")}
+    def same(outcome, params):
+        ev = xor.evaluate(params, loss_threshold=thr)
+        for k in xor.MEASURES:
+            np.testing.assert_array_equal(outcome[k], ev[k])
 
-    assert results[("scratch", 10)] == rates(trained)
-    _, p = xor.one_shot_prune(init, trained, 2, "product", iterations=iters)
-    assert results[("one-shot", 2, "product")] == rates(p)
-    rounds = xor.iterative_prune(init, trained, 2, "input", iterations=iters)
-    assert results[("iterative", 4, "input")] == rates(rounds[2][2])
-    assert results[("iterative", 2, "input")] == rates(rounds[3][2])
+    same(results[("scratch", 10)], trained)
+    _, p = xor.one_shot_prune(init, trained, 2, "product", iterations=iters, learning_rate=lr)
+    same(results[("one-shot", 2, "product")], p)
+    rounds = xor.iterative_prune(init, trained, 2, "input", iterations=iters, learning_rate=lr)
+    same(results[("iterative", 4, "input")], rounds[2][2])
+    same(results[("iterative", 2, "input")], rounds[3][2])
 
-    table = xor.format_table(results, trials, iters)
-    for line in ("10 hidden units, trained from scratch", "2 hidden units, trained from scratch",
-                 "10 -> 4 units, one-shot, input magnitude", "10 -> 2 units, iterative, magnitude product"):
+    table = xor.format_table(results, trials, iters, lr, thr, seed)
+    for line in ("Figure 9", "Figure 10", "From scratch", "One-shot, input magnitude",
+                 "Iterative, magnitude product", "10 hidden units", "2 hidden units", "79.4%"):
         assert line in table
-    assert "Decision boundary" in table and "%" in table
+    figure9 = table.split("Figure 10")[0].splitlines()
+    assert [line.split()[0] for line in figure9 if line[:1].isdigit()] == ["10", "8", "6", "4", "2"]
+
+
+def test_pruned_tickets_beat_small_networks_from_scratch():
+    results = xor.run_experiment(trials=40, iterations=FAST_ITERS, learning_rate=FAST_LR, seed=2)
+    ok = xor.base_success(results)
+    assert ok.sum() >= 20
+    scratch2 = xor.rates(results[("scratch", 2)])
+    for c in xor.CRITERIA:
+        ticket = xor.conditional_rates(results[("one-shot", 2, c)], ok)
+        assert ticket["boundary"] > scratch2["boundary"] + 0.4, c
+
+
+# ----------------------------------------------------------------------------
+# Adam
+# ----------------------------------------------------------------------------
+def test_adam_first_step_is_lr_times_gradient_sign_and_masks_hold():
+    init = xor.init_params(np.random.default_rng(6), 4, 5)
+    mask = np.ones((4, 5), bool)
+    mask[:, 3:] = False
+    sgd = xor.train(init, mask, iterations=1, learning_rate=1.0)  # one step: init - gradient
+    adam = xor.train(init, mask, iterations=1, learning_rate=0.01, optimizer="adam")
+    start = xor.apply_mask(init, mask)
+    for k in ("w1", "b1", "w2", "b2"):
+        grad = start[k] - sgd[k]
+        # First Adam step, TensorFlow's form (epsilon added after the bias correction of
+        # sqrt(v), i.e. as eps / sqrt(1 - beta2)): lr * g / (|g| + eps_hat) ~ lr * sign(g).
+        want = start[k] - 0.01 * grad / (np.abs(grad) + 1e-8 / np.sqrt(1 - 0.999))
+        np.testing.assert_allclose(adam[k], want, rtol=0, atol=1e-12)
+    later = xor.train(init, mask, iterations=50, learning_rate=0.01, optimizer="adam")
+    assert not later["w1"][:, :, 3:].any() and not later["w2"][:, 3:].any() and not later["b1"][:, 3:].any()
+    with pytest.raises(ValueError):
+        xor.train(init, mask, iterations=1, optimizer="rmsprop")
 
 
 # ----------------------------------------------------------------------------
@@ -283,15 +376,17 @@ def test_import_defines_no_global_flags():
 
 def test_main_small_run(capsys):
     assert xor.main(["xor", "--trials=3", "--iterations=20", "--seed=1", "--learning_rate=0.5"]) == 0
-    assert xor.main(["xor", "--trials=2", "--iterations=5"]) == 0  # flags are private: callable twice
-    out = capsys.readouterr().out
-    assert "percent of 3 trials" in out and "10 -> 2 units, one-shot, output magnitude" in out
-    assert "Elapsed:" in out
+    first = capsys.readouterr().out
+    assert xor.main(["xor", "--trials=2", "--iterations=5", "--optimizer=adam"]) == 0  # private flags
+    second = capsys.readouterr().out
+    assert "XOR (3 trials, 20 iterations of full-batch gradient descent, learning rate 0.5" in first
+    assert "Figure 9" in first and "Figure 10" in first and "One-shot, output magnitude" in first
+    assert "full-batch Adam" in second and "Elapsed:" in second
 
 
 @pytest.mark.parametrize("argv", [["--trials=0"], ["--trials=abc"], ["--iterations=-5"], ["--seed=-1"],
                                   ["--learning_rate=0"], ["--learning_rate=nan"], ["--loss_threshold=-1"],
-                                  ["--no_such_flag"], ["stray"]])
+                                  ["--optimizer=rmsprop"], ["--no_such_flag"], ["stray"]])
 def test_bad_flags_give_one_line_error(argv, capsys):
     assert xor.main(["xor"] + argv) == 2
     captured = capsys.readouterr()
