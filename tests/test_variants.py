@@ -189,3 +189,53 @@ def test_prune_layers(tmp_path, which):
     pruned, dense = (conv, fc) if which == "conv" else (fc, conv)
     assert all(v == 1.0 for v in dense.values()), dense
     assert all(v < 1.0 for v in pruned.values()), pruned
+
+
+def test_late_rewound_rounds_train_from_k_to_t_on_round_0s_grid(options_dir):
+    # --rewind_iteration=5, 40 iterations per round, eval_every 20: rounds >= 1 train the 35 steps from 5 to 40
+    # and evaluate at 20 and 40 (counted from the start of training), as round 0 does.
+    rows = {(r["trial"], r["round"]): r for r in store_lib.Store(str(options_dir)).results()}
+    for trial in (0, 1):
+        assert int(rows[(trial, 0)]["iterations"]) == 40
+        for r in (1, 2):
+            assert int(rows[(trial, r)]["iterations"]) == 35
+            curve = (options_dir / f"trial_{trial}" / "lottery" / f"round_{r}" / "curve.csv").read_text()
+            iterations = [int(line.split(",")[0]) for line in curve.splitlines()[1:]]
+            assert iterations == [20, 40]
+            assert int(rows[(trial, r)]["early_stop_iteration"]) in (20, 40)
+
+
+def test_rearrange_keeps_a_layer_that_is_not_pruned_where_it_was(tmp_path):
+    # --prune_rate_output=0: the output layer is never pruned, so `rearrange` leaves its initial values in place.
+    store = run(tmp_path, rounds=1, prune_rate_output=0.0, variants=("lottery", "rearrange"))
+    root = tmp_path / "run"
+    rearranged = round_files(root, "rearrange", 1, "start_weights")
+    initial = npz(root / "trial_0" / "initial_weights.npz")
+    masks = round_files(root, "rearrange", 1, "masks")
+    assert masks["output"].all()
+    np.testing.assert_array_equal(rearranged["output/kernel"], initial["output/kernel"])
+    assert not np.array_equal(masks["fc1"], round_files(root, "lottery", 1, "masks")["fc1"])
+    assert store.is_done(0, "rearrange", 1)
+
+
+def test_pruning_scope_and_trainer_from_the_command_line(tmp_path):
+    # Global scope pools fc1 and fc2 (rate 0.2) under one threshold: together they keep exactly 80%, each layer
+    # a different fraction; the output layer (rate 0.1) is its own pool. Trained through tfmot's wrappers.
+    out = tmp_path / "global"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lth_tf.main", "--model=lenet300_100", "--dataset=mnist1d", "--rounds=1",
+         "--iterations=20", "--eval_every=10", "--pruning_scope=global", "--trainer=tfmot", "--quiet",
+         f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = (out / "config.json").read_text()
+    assert '"pruning_scope": "global"' in config and '"trainer": "tfmot"' in config
+    masks = round_files(out, "lottery", 1, "masks")
+    pooled = masks["fc1"].sum() + masks["fc2"].sum()
+    assert pooled == round(0.8 * (masks["fc1"].size + masks["fc2"].size))
+    assert masks["fc1"].mean() != pytest.approx(0.8, abs=1e-3)
+    assert masks["output"].sum() == round(0.9 * masks["output"].size)
+    weights = round_files(out, "lottery", 1, "weights")
+    assert all(np.all(weights[f"{n}/kernel"][~m] == 0.0) for n, m in masks.items())
+    bad = subprocess.run([sys.executable, "-m", "lth_tf.main", "--trainer=fast", f"--output_dir={tmp_path / 'x'}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "--trainer" in bad.stderr
