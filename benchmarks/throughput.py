@@ -17,7 +17,9 @@ random 28x28x1 data with 10 classes when Fashion-MNIST is not installed, which i
       also checks that rounds at new masks run at full speed without retracing;
   (c) "tfmot naive": `prune_low_magnitude` with `ConstantSparsity(s, begin_step=0, frequency=100)` and the
       `UpdatePruningStep` callback, fitted with `model.fit` and Keras' default settings, as a Keras user
-      would write it.
+      would write it;
+  (d) "lth_tf tfmot trainer": a RoundTrainer with `--trainer=tfmot` (tfmot's wrappers train, the mask held
+      fixed, several steps per execution), the reference path, at the tfmot sparsities.
 
 What is timed: every call trains `epochs + 1` Keras epochs of `steps` steps; only epochs 1..epochs are
 timed, each from `on_epoch_begin` to `on_epoch_end` of a callback that has no per-batch hooks (so timing
@@ -212,7 +214,7 @@ def _clock_class():
 class Config:
     """One row of the table: how to run one call, and what it measured."""
     model: str
-    kind: str  # "keras dense", "lth_tf masked", "tfmot naive"
+    kind: str  # "keras dense", "lth_tf masked", "tfmot naive", "lth_tf tfmot trainer"
     sparsity: float | None
     steps_per_execution: int
     run: object  # () -> (wall seconds, CPU seconds) of the timed epochs
@@ -269,33 +271,48 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
         configs.append(Config(name, "keras dense", None, 1, lambda: fit_seconds(dense_default)))
 
     # The RoundTrainer evaluates at the end of every epoch, before the clock's epoch end: time each
-    # evaluation (this trainer's evaluate only) and leave it out.
+    # evaluation (that trainer's evaluate only) and leave it out.
     active = []
-    evaluate = trainer.trainer.evaluate
 
-    def timed_evaluate(*a, **k):
-        began = _now()
-        try:
-            return evaluate(*a, **k)
-        finally:
-            ended = _now()
-            for clock in active:
-                clock.exclude(ended[0] - began[0], ended[1] - began[1])
-    trainer.trainer.evaluate = timed_evaluate
+    def exclude_evaluations(round_trainer):
+        evaluate = round_trainer.trainer.evaluate
 
-    def masked_run(masks):
+        def timed_evaluate(*a, **k):
+            began = _now()
+            try:
+                return evaluate(*a, **k)
+            finally:
+                ended = _now()
+                for clock in active:
+                    clock.exclude(ended[0] - began[0], ended[1] - began[1])
+        round_trainer.trainer.evaluate = timed_evaluate
+
+    def masked_run(round_trainer, masks, weights):
         def run():
             clock = EpochClock()
             active[:] = [clock]
-            trainer.train(start, masks, callbacks=[clock])
+            round_trainer.train(weights, masks, callbacks=[clock])
             return timed_epochs(clock)
         return run
 
+    exclude_evaluations(trainer)
     for s in args.sparsities:
         masks = pruning.prune_oneshot(kernels, {layer: 1.0 - s for layer in kernels})
         if s == 0:
             masks = {layer: np.ones_like(m) for layer, m in masks.items()}
-        configs.append(Config(name, "lth_tf masked", s, spe, masked_run(masks)))
+        configs.append(Config(name, "lth_tf masked", s, spe, masked_run(trainer, masks, start)))
+
+    # (d) "lth_tf tfmot trainer": the reference path of --trainer=tfmot, a RoundTrainer training tfmot's
+    # PruneLowMagnitude wrappers (mask held fixed, UpdatePruningStep), at the tfmot sparsities.
+    if args.tfmot_sparsities:
+        tfmot_net = build()
+        tfmot_trainer = training.RoundTrainer(tfmot_net, dataset, dataclasses.replace(spec, trainer="tfmot"))
+        exclude_evaluations(tfmot_trainer)
+        tfmot_start = rewind.snapshot(tfmot_net)
+        for s in args.tfmot_sparsities:
+            masks = pruning.prune_oneshot(kernels, {layer: 1.0 - s for layer in kernels})
+            configs.append(Config(name, "lth_tf tfmot trainer", s, tfmot_trainer.steps_per_execution,
+                                  masked_run(tfmot_trainer, masks, tfmot_start)))
 
     for s in args.tfmot_sparsities:
         schedule = tfmot.sparsity.keras.ConstantSparsity(s, begin_step=0, frequency=100)

@@ -23,7 +23,7 @@ flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mni
 flags.DEFINE_string("data_dir", None, "Where datasets are (tfds directory, or IDX files for fashion_mnist/mnist).")
 flags.DEFINE_string("output_dir", None, "Results directory (default: results/<model>_<dataset>_<config hash>).")
 flags.DEFINE_integer("rounds", D.rounds, "Pruning rounds after the dense round 0.")
-flags.DEFINE_float("epochs", None, "Training epochs per round (default: the paper's iterations for the model).")
+flags.DEFINE_float("epochs", None, "Training epochs per round (default: the model's, from its paper version's table).")
 flags.DEFINE_integer("iterations", None, "Training iterations per round; overrides --epochs.")
 flags.DEFINE_integer("batch_size", None, "Mini-batch size (default: the paper's for the model).")
 flags.DEFINE_float("learning_rate", None, "Learning rate (default: the paper's for the model).")
