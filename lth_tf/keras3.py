@@ -197,7 +197,7 @@ def prune_model(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1):
 
         model = lth_tf.keras3.prune_model(model)       # then compile, and fit with RewindCallback
     """
-    old = masks_of(model) or full_masks(model)
+    old = {**full_masks(model), **masks_of(model)}  # a layer never masked so far is dense
     apply_masks(model, prune(kernels(model), old, layer_rates(model, fc, conv, output)))
     return model
 
