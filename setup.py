@@ -27,10 +27,14 @@ setup(
     extras_require={
         "plots": ["matplotlib", "pandas"],
         # The notebook tests execute colab/*.ipynb with nbclient, in an ipykernel.
-        "tests": ["pytest", "matplotlib", "pandas", "nbclient", "nbformat", "ipykernel"],
+        # jax[cpu] lets tests/test_keras3.py run lth_tf.keras3 under Keras 3's JAX backend too.
+        "tests": ["pytest", "matplotlib", "pandas", "nbclient", "nbformat", "ipykernel", "jax[cpu]"],
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib", "pandas"],
         # Viewing --tensorboard logs; writing them needs only TensorFlow.
         "tensorboard": ["tensorboard"],
+        # lth_tf.keras3 on Keras 3's JAX backend (KERAS_BACKEND=jax). For PyTorch install torch yourself: the
+        # default wheel brings CUDA libraries, the CPU one comes from PyTorch's own index.
+        "keras3-jax": ["jax[cpu]"],
     },
     entry_points={"console_scripts": ["lth_tf=lth_tf.main:run"]},
 )

@@ -1,0 +1,299 @@
+"""Lottery tickets for Keras 3 models on any backend (TensorFlow, JAX, PyTorch), without tfmot or tf_keras.
+
+The same method as `lth_tf.pruning` and `lth_tf.rewind` (Frankle & Carbin, "The Lottery Ticket Hypothesis",
+ICLR 2019), written with `keras` and `keras.ops` only:
+
+- layer-wise iterative magnitude pruning: each round, a layer with rate p keeps the
+  round(n_surviving * (1 - p)) surviving kernel entries of largest |w| (fc 20%, conv 10%, the output layer,
+  i.e. the last Dense, half the fc rate); masks are nested, so a pruned weight never comes back; biases and
+  normalisation layers are never pruned;
+- rewinding: every later `fit` starts from the weights recorded at iteration k of the first one (k = 0: the
+  initialisation; k > 0: late rewinding, Frankle et al., 2020), every saved weight restored exactly
+  (BatchNorm moving statistics included), kernels multiplied by their masks.
+
+Masks are plain data, ``{layer name: bool array shaped like the kernel}``, as in the tf_keras path. They are
+enforced through Keras' own per-variable constraint hook: right after every optimizer update, inside the
+compiled step, each pruned kernel is multiplied by its 0/1 mask. So a pruned weight is exactly 0 after every
+step whatever the optimizer state says (momentum, Adam moments, AdamW's decoupled decay), and for element-wise
+optimizers (SGD, momentum, Adam, AdamW, RMSprop, ...) the surviving weights follow exactly the trajectory of
+masked gradients. The cost is one multiply per kernel entry per step. Nothing of lth_tf is left in the model:
+no wrapper layers, no custom objects in its config, so a ticket saved with ``model.save("ticket.keras")``
+loads with plain ``keras.saving.load_model``.
+
+The recipe (README.md, "Keras 3"):
+
+    >>> from lth_tf import keras3 as lth
+    >>> rewind = lth.RewindCallback()              # the first fit records the initial weights
+    >>> model.fit(x, y, callbacks=[rewind])        # round 0: dense
+    >>> model = lth.prune_model(model)             # next nested masks, in place; pruned kernels zeroed
+    >>> model.compile(...); model.fit(x, y, callbacks=[rewind])   # starts from the recorded weights, masked
+
+Supported: Sequential, Functional and subclassed models (nested models and layers included) whose weight
+matrices are all kernels of Dense or Conv1D/2D/3D layers. Any other layer with a weight matrix (Embedding,
+EinsumDense, separable or transposed convolutions, recurrent cells, LoRA or quantized Dense) is refused with
+a ValueError naming it. Norm clipping (`clipnorm`, `global_clipnorm`) would count the gradients of pruned
+weights, so `RewindCallback` refuses optimizers that use it.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+if not keras.__version__.startswith("3."):
+    raise ImportError(f"lth_tf.keras3 needs Keras 3; `import keras` gave Keras {keras.__version__}")
+
+Masks = dict  # layer name -> bool ndarray
+
+_PRUNABLE = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def _walk(layer, seen=None):
+    """Every sublayer of `layer`, depth first in definition order, each once (shared layers too)."""
+    seen = set() if seen is None else seen
+    for sub in getattr(layer, "_layers", []):
+        if id(sub) not in seen:
+            seen.add(id(sub))
+            yield sub
+            yield from _walk(sub, seen)
+
+
+def _owned(model):
+    """(layer, its own weights) for every layer holding weights; a composite layer keeps only the weights
+    none of its sublayers holds, so each weight is listed once, under its innermost layer."""
+    out = []
+    for layer in [model, *_walk(model)]:
+        inner = {id(v) for sub in _walk(layer) for v in sub.weights}
+        own = [v for v in layer.weights if id(v) not in inner]
+        if own:
+            out.append((layer, own))
+    return out
+
+
+def _check_built(model):
+    if not model.built or not model.weights:
+        raise ValueError(f"model '{model.name}' has no weights yet: build it (call it on data) first")
+
+
+def prunable_layers(model) -> list:
+    """The layers whose kernels are pruned (Dense, Conv1D/2D/3D), depth first. Raises ValueError for any
+    other layer holding a weight matrix, since pruning would silently skip it."""
+    _check_built(model)
+    layers, bad = [], []
+    for layer, own in _owned(model):
+        if isinstance(layer, _PRUNABLE):
+            if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+                bad.append(f"'{layer.name}' (LoRA or quantized {type(layer).__name__})")
+            else:
+                layers.append(layer)
+        elif any(len(v.shape) >= 2 and v.trainable for v in own):
+            bad.append(f"'{layer.name}' ({type(layer).__name__})")
+    if bad:
+        raise ValueError(f"lth_tf.keras3 prunes only Dense and Conv1D/2D/3D kernels; cannot handle layer "
+                         f"{', '.join(bad)}")
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"prunable layer names must be unique (masks are keyed by name): {names}")
+    return layers
+
+
+def output_layer_name(model) -> str:
+    """The output layer: the last Dense layer. The paper prunes it at half the fc rate."""
+    dense = [layer.name for layer in prunable_layers(model) if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"model '{model.name}' has no Dense output layer")
+    return dense[-1]
+
+
+def layer_rates(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1) -> dict:
+    """Per-layer pruning rate: `conv` for convolutions, `output` for the last Dense, `fc` for other Dense."""
+    for rate in (fc, conv, output):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"pruning rates must be in [0, 1), got {rate}")
+    out = output_layer_name(model)
+    return {layer.name: float(output if layer.name == out else fc) if isinstance(layer, keras.layers.Dense)
+            else float(conv) for layer in prunable_layers(model)}
+
+
+def kernels(model) -> dict:
+    """Current kernel of each prunable layer, as numpy arrays."""
+    return {layer.name: ops.convert_to_numpy(layer.kernel) for layer in prunable_layers(model)}
+
+
+def full_masks(model) -> Masks:
+    """All-True masks: the dense network of round 0."""
+    return {layer.name: np.ones(tuple(layer.kernel.shape), bool) for layer in prunable_layers(model)}
+
+
+def _keep_top(weights: np.ndarray, eligible: np.ndarray, keep: int) -> np.ndarray:
+    # Same ranking as lth_tf.pruning._keep_top (copied: that module imports tf_keras and tfmot).
+    score = np.where(eligible, np.abs(weights), -1.0).ravel()
+    mask = np.zeros(score.size, bool)
+    mask[np.argsort(-score, kind="stable")[:keep]] = True
+    return mask.reshape(weights.shape)
+
+
+def prune(kernels_: dict, masks: Masks, rates: dict) -> Masks:
+    """One iterative-pruning step: in each layer, remove `rate` of the surviving weights with the smallest
+    magnitudes (keep round(survivors * (1 - rate))). The result is nested in `masks`."""
+    return {name: _keep_top(kernels_[name], mask, int(round(int(mask.sum()) * (1.0 - rates.get(name, 0.0)))))
+            for name, mask in masks.items()}
+
+
+class _Mask(keras.constraints.Constraint):
+    """Multiplies a kernel by its 0/1 mask after every optimizer update (after the user's own constraint).
+    Set on the variable only, never on the layer, so it is not part of the layer's config."""
+
+    def __init__(self, mask: np.ndarray, dtype, inner=None):
+        self.mask = np.asarray(mask, bool)
+        self.inner = inner
+        self._factor = ops.convert_to_tensor(self.mask.astype(np.dtype(dtype)))
+
+    def __call__(self, w):
+        return (w if self.inner is None else self.inner(w)) * self._factor
+
+
+def _kernel_variable(layer):
+    return layer._kernel if hasattr(layer, "_kernel") else layer.kernel
+
+
+def apply_masks(model, masks: Masks) -> None:
+    """Holds `model`'s kernels under `masks` from now on: pruned entries are zeroed now and after every
+    optimizer step of later fits. Layers not in `masks` are left dense (and freed of earlier masks).
+    Call it between fits, not from a callback: it drops the traced train step, which fit rebuilds."""
+    _set_masks(model, masks)
+    # A train step traced before now would not apply the new constraints; the next fit traces a new one.
+    model.train_function = None
+
+
+def _set_masks(model, masks: Masks) -> None:
+    layers = {layer.name: layer for layer in prunable_layers(model)}
+    unknown = sorted(set(masks) - set(layers))
+    if unknown:
+        raise ValueError(f"masks name layers that are not prunable layers of '{model.name}': {unknown}")
+    for name, layer in layers.items():
+        var = _kernel_variable(layer)
+        inner = var.constraint.inner if isinstance(var.constraint, _Mask) else var.constraint
+        if name not in masks:
+            var.constraint = inner
+            continue
+        mask = np.asarray(masks[name], bool)
+        if mask.shape != tuple(var.shape):
+            raise ValueError(f"mask for '{name}' has shape {mask.shape}, its kernel {tuple(var.shape)}")
+        var.constraint = _Mask(mask, var.dtype, inner)
+        var.assign(var * var.constraint._factor)
+
+
+def masks_of(model) -> Masks:
+    """The masks `apply_masks` (or `prune_model`) set on `model`, keyed by layer name; {} for a dense model."""
+    return {layer.name: _kernel_variable(layer).constraint.mask.copy() for layer in prunable_layers(model)
+            if isinstance(_kernel_variable(layer).constraint, _Mask)}
+
+
+def prune_model(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1):
+    """The Keras user's step between two fits: prunes `fc`/`conv`/`output` of the surviving weights of each
+    layer of the trained `model` by magnitude, nested in its current masks (none: round 0), and holds the new
+    masks (see `apply_masks`). Works in place and returns `model`; compile again before the next fit.
+
+        model = lth_tf.keras3.prune_model(model)       # then compile, and fit with RewindCallback
+    """
+    old = {**full_masks(model), **masks_of(model)}  # a layer never masked so far is dense
+    apply_masks(model, prune(kernels(model), old, layer_rates(model, fc, conv, output)))
+    return model
+
+
+def snapshot(model) -> dict:
+    """All weights of `model` (kernels, biases, BatchNorm statistics), keyed "<layer>/<weight>"."""
+    out = {}
+    for layer, own in _owned(model):
+        for v in own:
+            key = f"{layer.name}/{v.name}"
+            if key in out:
+                raise ValueError(f"two weights are named '{key}': give the layers unique names")
+            out[key] = ops.convert_to_numpy(v)
+    return out
+
+
+def restore(model, weights: dict, masks: Masks | None = None) -> None:
+    """Sets every weight of `model` from `weights` (keys as in `snapshot`), then zeroes the kernel entries
+    that `masks` prunes (default: the masks held by the model)."""
+    masks = masks_of(model) if masks is None else masks
+    kernel_of = {id(_kernel_variable(layer)): layer.name for layer in prunable_layers(model)}
+    missing = []
+    for layer, own in _owned(model):
+        for v in own:
+            key = f"{layer.name}/{v.name}"
+            if key not in weights:
+                missing.append(key)
+                continue
+            value = np.asarray(weights[key])
+            if kernel_of.get(id(v)) in masks:
+                value = value * masks[kernel_of[id(v)]]
+            v.assign(value.astype(v.dtype))
+    if missing:
+        raise KeyError(f"no saved value for {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+
+
+class RewindCallback(keras.callbacks.Callback):
+    """Resets a network to its saved early weights, under its pruning masks, when training starts.
+
+    The first `fit` it takes part in (unless `weights` are given) records the weights after
+    `rewind_iteration` training steps: 0 (the default) is the initialisation (Frankle & Carbin, 2019);
+    k > 0 is late rewinding (Frankle et al., 2020). Every later `fit` starts from those weights, each kernel
+    multiplied by its mask: the masks held by the model (`prune_model`, `apply_masks`), or `masks`.
+
+    Args:
+      weights: a `snapshot` to rewind to; when None, the first fit records one.
+      rewind_iteration: the training step after which the first fit records the weights.
+      masks: {layer name: bool array}; set on the model (as `apply_masks` does) when it rewinds. Compile
+        before a fit whose masks changed, as the recipe does, so the train step is traced anew.
+
+    Example:
+      rewind = RewindCallback(rewind_iteration=100)
+      model.fit(x, y, callbacks=[rewind])                   # records the weights after 100 steps
+      model = prune_model(model); model.compile(...)
+      model.fit(x, y, callbacks=[rewind])                   # rewinds first
+    """
+
+    def __init__(self, weights: dict | None = None, rewind_iteration: int = 0, masks: Masks | None = None):
+        super().__init__()
+        if rewind_iteration < 0:
+            raise ValueError("rewind_iteration must be >= 0")
+        self.weights = dict(weights) if weights is not None else None
+        self.rewind_iteration = int(rewind_iteration)
+        self.masks = masks
+        self._recording = False
+        self._step = 0
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        optimizer = getattr(model, "optimizer", None)
+        if (self.masks or masks_of(model)) and (getattr(optimizer, "clipnorm", None)
+                                                 or getattr(optimizer, "global_clipnorm", None)):
+            raise ValueError("clipnorm/global_clipnorm would count the gradients of pruned weights; "
+                             "use clipvalue or no clipping with a pruned model")
+        if self.weights is None:
+            self._recording, self._step = True, 0
+            if self.rewind_iteration == 0:
+                self._record()
+        else:
+            if self.masks is not None:
+                # fit has made its train step but traces it at its first call, after this: the constraints
+                # set here are in it, unless it was traced by an earlier fit of the same compile.
+                _set_masks(model, self.masks)
+            restore(model, self.weights)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Touches self.model (a full state sync under JAX) only on the step it records.
+        if self._recording:
+            self._step += 1
+            if self._step == self.rewind_iteration:
+                self._record()
+
+    def on_train_end(self, logs=None):
+        if self._recording:
+            raise ValueError(f"training ran {self._step} steps, fewer than rewind_iteration={self.rewind_iteration}")
+
+    def _record(self):
+        self.weights = snapshot(self.model)
+        self._recording = False
