@@ -149,3 +149,14 @@ def test_command_line_run_writes_the_tables(tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["rewind_iteration"], r["variant"], r["round"]) for r in rows] == [("0", "lottery", "0"),
                                                                                  ("10", "lottery", "0")]
+
+
+def test_report_draws_the_three_figures_from_the_tables(finished, tmp_path):
+    from lth_tf import report
+    root, _, _ = finished
+    assert report.main(["report", str(root), "--out", str(tmp_path)]) == 0
+    names = {"instability_paths.png", "instability_vs_k.png", "instability_paths_imp.png", "instability_imp.png",
+             "instability.md"}
+    assert names <= set(os.listdir(tmp_path))
+    text = (tmp_path / "instability.md").read_text()
+    assert text.count("| lottery | 0 |") == 2 and "| random | 1 |" in text
