@@ -11,6 +11,12 @@ For each trial:
      `rearrange` moves each layer's surviving initial values to random positions.
 A round whose result is already stored is skipped, so running the same command again resumes.
 
+With `pairs=PairSpec(...)` each trial then runs the instability analysis of Frankle et al. (ICML 2020) on its
+rounds (lth_tf.instability drives it over several k): for each round r and pair variant, two copies of the
+round's start network are trained from iteration k to T under one mask with different SGD noise (data order,
+augmentation), and the error along the linear path between them is measured (lth_tf.interpolation). Each copy
+and each pair's result are stored like rounds, so finished ones are never trained again.
+
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
     run(cfg, Store(cfg.results_dir()), on_event=print)
 """
@@ -24,7 +30,7 @@ import numpy as np
 import tf_keras as keras
 
 from lth_tf import data as data_lib
-from lth_tf import models, pruning, rewind, summaries, training
+from lth_tf import interpolation, models, pruning, rewind, summaries, training
 from lth_tf.config import Config
 from lth_tf.store import Store
 
@@ -49,22 +55,51 @@ def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
         seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer)
 
 
+PAIR_VARIANTS = ("lottery", "reinit", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSpec:
+    """The instability analysis of each trial's rounds (Frankle et al., ICML 2020).
+
+    variants: `lottery` (the IMP subnetwork at W_k; round 0 is the dense network), `reinit` (the round's mask, a
+        fresh draw of the initialiser) and `random` (random masks with the round's per-layer counts, at W_k).
+    alphas: points on the path (int: evenly spaced in [0, 1]) ; bn: "interpolate" or "recompute" (see
+    lth_tf.interpolation); train_subset: the first n training examples are the fixed training split of the path;
+    noise_seeds: the two copies' SGD-noise seeds (equal seeds give identical copies).
+    """
+
+    variants: tuple = ("lottery",)
+    alphas: int = 30
+    bn: str = "interpolate"
+    bn_batches: int = 20
+    train_subset: int = 10_000
+    noise_seeds: tuple = (1, 2)
+
+    def path_identity(self) -> dict:
+        """What a stored path's numbers depend on beyond the trained copies."""
+        return {"alphas": interpolation.alpha_grid(self.alphas), "bn": self.bn,
+                "bn_batches": self.bn_batches if self.bn == "recompute" else 0, "train_subset": self.train_subset}
+
+
 def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset | None = None,
-        strategy=None) -> list:
-    """Runs every unfinished round of the experiment; returns the store's rows. The store must be open."""
+        strategy=None, pairs: PairSpec | None = None) -> list:
+    """Runs every unfinished round of the experiment (and, with `pairs`, every unfinished instability pair);
+    returns the store's rows. The store must be open."""
     emit = on_event or (lambda event: None)
     dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
     for trial in config.trial_ids():
         with store.trial_lock(trial):  # never two processes on one trial (a full run and a --trial_index run)
             with training.precision_policy(config.mixed_precision):  # models are built inside the trial
-                _Trial(config, store, dataset, trial, emit, strategy).run()
+                _Trial(config, store, dataset, trial, emit, strategy, pairs).run()
     emit(Event("done"))
     return store.results()
 
 
 class _Trial:
-    def __init__(self, config, store, dataset, trial, emit, strategy):
+    def __init__(self, config, store, dataset, trial, emit, strategy, pairs=None):
         self.config, self.store, self.data, self.trial, self.emit = config, store, dataset, trial, emit
+        self.pairs = pairs
         self.seed = config.seed * 1000 + trial
         self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
         self._trainer = None
@@ -96,6 +131,8 @@ class _Trial:
         for variant in c.variants:
             if variant != "lottery":
                 self.run_control(variant)
+        if self.pairs is not None:
+            self.run_pairs()
 
     def train_round(self, variant, round_, start, masks, record_at=None, start_iteration=0):
         c = self.config
@@ -176,6 +213,10 @@ class _Trial:
                 _, trained = self.train_round("lottery", r, rewind_to, masks, start_iteration=c.rewind_iteration)
 
     # ---- the paper's controls ------------------------------------------------------------------------
+    def reinit_start(self, rng) -> dict:
+        """A fresh draw of the same initialisers, other seed per round (Section 2.2)."""
+        return rewind.snapshot(self.build(seed=int(rng.integers(1 << 30))))
+
     def run_control(self, variant: str) -> None:
         c, trial = self.config, self.trial
         rewind_to = self.store.load_weights(trial, "rewind")
@@ -187,14 +228,97 @@ class _Trial:
             masks = self.store.load_round(trial, "lottery", r, "masks")
             rng = np.random.default_rng([self.seed, r, 1 if variant == "reinit" else 2])
             if variant == "reinit":
-                # A fresh draw of the same initialisers, other seed per round (Section 2.2).
-                start = rewind.snapshot(self.build(seed=int(rng.integers(1 << 30))))
+                start = self.reinit_start(rng)
             else:  # rearrange: same count per layer, random positions, the ticket's initial values
                 masks, moved = pruning.rearrange(masks, _kernels(rewind_to, masks), rng)
                 start = dict(rewind_to)
                 start.update({f"{name}/kernel": kernel for name, kernel in moved.items()})
             # The controls train what the ticket trains: from iteration k (0 without late rewinding) to T.
             self.train_round(variant, r, start, masks, start_iteration=c.rewind_iteration)
+
+
+    # ---- instability analysis (Frankle et al., ICML 2020) -------------------------------------------
+    def run_pairs(self) -> None:
+        c, trial, spec = self.config, self.trial, self.pairs
+        k = c.rewind_iteration
+        rewind_to = self.store.load_weights(trial, "rewind")
+        path_id = spec.path_identity()
+        for r in range(c.rounds + 1):
+            lottery_masks = self.store.load_round(trial, "lottery", r, "masks")
+            for variant in spec.variants:
+                if r == 0 and variant != "lottery":
+                    continue  # round 0 is the dense network: no mask to reinitialise or shuffle
+                stored = self.store.load_pair(trial, variant, r)
+                if stored is not None and stored.get("path") == path_id:
+                    self.emit(Event("pair_skip", trial, variant, r))
+                    continue
+                start, masks = self.pair_start(variant, r, lottery_masks, rewind_to)
+                copies = [self.train_copy(variant, r, i, start, masks) for i in range(2)]
+                self.emit(Event("pair_path", trial, variant, r))
+                path = interpolation.linear_path(
+                    self.model, copies[0]["weights"], copies[1]["weights"], self.path_data(), masks=masks,
+                    alphas=spec.alphas, bn=spec.bn, bn_data=self.bn_data(), bn_batches=spec.bn_batches,
+                    bn_batch_size=c.batch_size)
+                barrier = path.instability
+                result = {"trial": trial, "variant": variant, "rewind_iteration": k, "round": r,
+                          "weights_remaining": pruning.remaining(masks),
+                          "instability_test": barrier["test"], "instability_train": barrier["train"],
+                          # The copies' own test accuracies (the path's end points), averaged.
+                          "accuracy_end_points": 1.0 - (path.errors["test"][0] + path.errors["test"][-1]) / 2,
+                          "copy_test_accuracy": [copy["row"]["test_accuracy"] for copy in copies],
+                          "alphas": path.alphas, "errors": path.errors, "bn": path.bn, "path": path_id}
+                self.store.save_pair(trial, variant, r, result, masks)
+                self.emit(Event("pair", trial, variant, r, result))
+
+    def pair_start(self, variant, round_, lottery_masks, rewind_to) -> tuple:
+        """(start weights, masks) of a pair: W_k under the IMP mask; the controls as in `run_control`."""
+        if variant == "lottery":
+            return rewind_to, lottery_masks
+        if variant == "reinit":
+            return self.reinit_start(np.random.default_rng([self.seed, round_, 1])), lottery_masks
+        # random pruning: each layer keeps as many weights as the IMP mask, at random positions (open_lth's
+        # randomly_prune, layerwise), starting from W_k.
+        return rewind_to, pruning.random_masks(lottery_masks, np.random.default_rng([self.seed, round_, 3]))
+
+    def train_copy(self, variant, round_, copy, start, masks) -> dict:
+        """Trains (or loads) one copy of a pair: start under masks, iterations k..T, its own SGD noise."""
+        key = pair_key(self.seed, round_, self.pairs.noise_seeds[copy])
+        stored = self.store.load_copy(self.trial, variant, round_, copy)
+        if stored is not None and stored["row"].get("data_key") == key:
+            return stored
+        store, trial = self.store, self.trial
+        self.emit(Event("start", trial, f"{variant}/copy{copy}", round_,
+                        {"weights_remaining": pruning.remaining(masks)}))
+        result = self.trainer.train(
+            start, masks, data_key=key, start_iteration=self.config.rewind_iteration,
+            backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_, copy=copy),
+                                       save=lambda arrays: store.save_backup(trial, variant, round_, arrays,
+                                                                             copy=copy)))
+        weights = rewind.snapshot(self.model)
+        final = result.curve[-1]
+        row = {"data_key": key, "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
+               "iterations": result.iterations, "train_seconds": round(result.seconds, 3)}
+        self.store.save_copy(trial, variant, round_, copy, weights=weights, curve=result.curve, row=row)
+        self.store.clear_backup(trial, variant, round_, copy=copy)
+        return {"weights": weights, "row": row}
+
+    def path_data(self) -> dict:
+        d, n = self.data, self.pairs.train_subset
+        return {"test": (d.x_test, d.y_test), "train": (d.x_train[:n], d.y_train[:n])}
+
+    def bn_data(self):
+        if self.pairs.bn != "recompute":
+            return None
+        d = self.data
+        order = np.random.default_rng([self.seed, 4]).permutation(len(d.x_train))
+        take = order[:self.pairs.bn_batches * self.config.batch_size]
+        return d.x_train[take], d.y_train[take]
+
+
+def pair_key(trial_seed: int, round_: int, noise_seed: int) -> int:
+    """The data order of one copy of a pair: a pure function of (trial seed, round, noise seed), apart from the
+    rounds' own `data_key`s."""
+    return int(np.random.SeedSequence([trial_seed & 0xFFFFFFFF, round_, 7919, noise_seed]).generate_state(1)[0])
 
 
 def data_key(trial_seed: int, round_: int) -> int:

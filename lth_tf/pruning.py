@@ -183,6 +183,17 @@ def rearrange(masks: Masks, kernels_: dict, rng: np.random.Generator) -> tuple:
     return new_masks, new_kernels
 
 
+def random_masks(masks: Masks, rng: np.random.Generator) -> Masks:
+    """Random pruning at the same per-layer fractions: each layer keeps as many weights as `masks` does, at
+    uniformly random positions. A layer that is not pruned (mask all True) stays unpruned."""
+    out = {}
+    for name, mask in masks.items():
+        flat = np.zeros(mask.size, bool)
+        flat[rng.choice(mask.size, size=int(mask.sum()), replace=False)] = True
+        out[name] = mask.copy() if mask.all() else flat.reshape(mask.shape)
+    return out
+
+
 def remaining(masks: Masks) -> float:
     """Fraction of all prunable weights that survive."""
     total = sum(m.size for m in masks.values())

@@ -22,6 +22,8 @@ Figures (after Frankle & Carbin, ICLR 2019):
   curves.png      test accuracy vs training iteration at chosen rounds (Figure 2)
   histograms.png  initial values of the surviving weights, per layer, at chosen rounds (Figure 8)
   summary.md      settings and one table per variant
+  instability_*   when RESULTS_DIR holds an instability sweep's tables (lth_tf.instability): Figures 2, 3 and 5
+                  of Frankle et al. (ICML 2020) and instability.md, drawn by lth_tf.instability_report
 
 Accuracies are stored as fractions in [0, 1]; the report shows them as percentages.
 """
@@ -545,7 +547,14 @@ def write_report(results_dir, out_dir=None, rounds=None):
     return _write_report(results_dir, out_dir, rounds)[0]
 
 
-def _write_report(results_dir, out_dir, rounds):
+def _write_report(results_dir, out_dir, rounds, instability_round=None):
+    from lth_tf import instability_report
+
+    if instability_report.has_results(results_dir):  # an instability sweep's root: its own figures
+        out_dir = out_dir or os.path.join(results_dir, "report")
+        written = instability_report.write(results_dir, out_dir, round_=instability_round)
+        if not os.path.isdir(results_dir) or not glob.glob(os.path.join(results_dir, "trial_*")):
+            return written, None
     df = load_results(results_dir)
     if df.empty:
         raise ReportError(f"no finished rounds (no readable trial_*/*/round_*/result.json) in {results_dir}")
@@ -611,6 +620,8 @@ def main(argv=None):
     flags.DEFINE_string("out", None, "Output directory (default: RESULTS_DIR/report).", flag_values=fv)
     flags.DEFINE_string("rounds", None, "Comma-separated rounds for curves.png and histograms.png "
                         "(default: 0, a middle one and the last).", flag_values=fv)
+    flags.DEFINE_integer("instability_round", None, "The IMP round of instability_imp.png (an instability "
+                         "sweep; default: the last round).", flag_values=fv)
     usage = "usage: python -m lth_tf.report RESULTS_DIR [--out DIR] [--rounds 0,3,7]"
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
         print(usage + "\n\n" + (__doc__ or "").split("\n\n")[0] + "\n\n" + fv.get_help())
@@ -621,14 +632,15 @@ def main(argv=None):
             raise ReportError(f"expected exactly one RESULTS_DIR argument ({usage})")
         results_dir = rest[1]
         rounds = _parse_rounds(fv.rounds)
-        written, summary = _write_report(results_dir, fv.out, rounds)
+        written, summary = _write_report(results_dir, fv.out, rounds, fv.instability_round)
     except (ReportError, flags.Error) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for p in written:
         print(f"wrote {p}")
-    print()
-    print(format_summary(summary), end="")
+    if summary is not None:
+        print()
+        print(format_summary(summary), end="")
     return 0
 
 

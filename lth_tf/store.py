@@ -14,6 +14,11 @@ Layout (a public contract):
         result.json        the round's row; written last, so its presence means "finished"
         backup/state.npz   only while the round trains: its state after the last eval_every chunk
                            (weights, optimizer, curve so far), so a killed run resumes mid-round
+        instability/       only with the instability analysis (lth_tf.instability); variant may be `random`
+            copy_<i>_weights.npz, copy_<i>_curve.csv, copy_<i>.json   each trained copy (the json last)
+            backup_<i>/state.npz     only while copy i trains
+            masks.npz      the mask both copies trained under (random pruning draws its own)
+            result.json    the pair's path (alphas, errors per split) and instability; written last
 
 Every file is written to a temporary name and renamed into place (atomic on POSIX). results.csv is
 regenerated from the result.json files, so it never holds duplicated or partial rows.
@@ -221,18 +226,21 @@ class Store:
             handle.close()
 
     # ---- crash-safe resume within a round ------------------------------------------------------------
-    def backup_path(self, trial, variant, round_) -> str:
-        """round_<r>/backup/state.npz: the unfinished round's state after its last completed chunk."""
+    def backup_path(self, trial, variant, round_, copy=None) -> str:
+        """round_<r>/backup/state.npz: the unfinished round's state after its last completed chunk
+        (with `copy`: round_<r>/instability/backup_<copy>/state.npz, one copy of an instability pair)."""
+        if copy is not None:
+            return os.path.join(self.pair_dir(trial, variant, round_), f"backup_{copy}", "state.npz")
         return os.path.join(self.round_dir(trial, variant, round_), "backup", "state.npz")
 
-    def save_backup(self, trial, variant, round_, arrays: dict) -> None:
+    def save_backup(self, trial, variant, round_, arrays: dict, copy=None) -> None:
         """Replaces the round's backup in one atomic rename: a crash leaves the old state or the new one."""
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # uncompressed: written every eval_every steps, so speed matters
-        atomic_write(self.backup_path(trial, variant, round_), buffer.getvalue())
+        atomic_write(self.backup_path(trial, variant, round_, copy), buffer.getvalue())
 
-    def load_backup(self, trial, variant, round_) -> dict | None:
-        path = self.backup_path(trial, variant, round_)
+    def load_backup(self, trial, variant, round_, copy=None) -> dict | None:
+        path = self.backup_path(trial, variant, round_, copy)
         if not os.path.exists(path):
             return None
         try:
@@ -240,11 +248,57 @@ class Store:
         except (OSError, ValueError, EOFError):
             return None  # unreadable (cannot come from atomic_write): the round restarts from its start
 
-    def clear_backup(self, trial, variant, round_) -> None:
+    def clear_backup(self, trial, variant, round_, copy=None) -> None:
         """Removes the backup once the round is stored (or is found finished)."""
-        directory = os.path.dirname(self.backup_path(trial, variant, round_))
+        directory = os.path.dirname(self.backup_path(trial, variant, round_, copy))
         if os.path.isdir(directory):
             shutil.rmtree(directory, ignore_errors=True)
+
+    # ---- instability pairs (lth_tf.instability) ------------------------------------------------------
+    def pair_dir(self, trial: int, variant: str, round_: int) -> str:
+        return os.path.join(self.round_dir(trial, variant, round_), "instability")
+
+    def save_copy(self, trial, variant, round_, copy: int, *, weights, curve, row) -> None:
+        """One trained copy of a pair; copy_<i>.json goes last, so its presence means "trained"."""
+        directory = self.pair_dir(trial, variant, round_)
+        atomic_write(os.path.join(directory, f"copy_{copy}_weights.npz"), _npz_bytes(weights))
+        atomic_write(os.path.join(directory, f"copy_{copy}_curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
+        atomic_write(os.path.join(directory, f"copy_{copy}.json"), json.dumps(row, sort_keys=True).encode())
+
+    def load_copy(self, trial, variant, round_, copy: int) -> dict | None:
+        """{"weights", "row"} of a trained copy, or None if it is not finished."""
+        directory = self.pair_dir(trial, variant, round_)
+        try:
+            with open(os.path.join(directory, f"copy_{copy}.json")) as f:
+                row = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return {"weights": load_npz(os.path.join(directory, f"copy_{copy}_weights.npz")), "row": row}
+
+    def save_pair(self, trial, variant, round_, result: dict, masks: dict) -> None:
+        """The pair's masks, then its result.json (last: its presence means "finished")."""
+        atomic_write(os.path.join(self.pair_dir(trial, variant, round_), "masks.npz"), _npz_bytes(masks))
+        atomic_write(os.path.join(self.pair_dir(trial, variant, round_), "result.json"),
+                     json.dumps(result, sort_keys=True).encode())
+
+    def load_pair(self, trial, variant, round_) -> dict | None:
+        """The pair's stored result (path and instability), or None if it is not finished."""
+        try:
+            with open(os.path.join(self.pair_dir(trial, variant, round_), "result.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def pair_results(self) -> list:
+        """Every finished pair's result, sorted by (trial, variant, round)."""
+        rows = []
+        for path in glob.glob(os.path.join(self.root, "trial_*", "*", "round_*", "instability", "result.json")):
+            try:
+                with open(path) as f:
+                    rows.append(json.load(f))
+            except (OSError, ValueError):
+                continue
+        return sorted(rows, key=lambda r: (r["trial"], r["variant"], r["round"]))
 
     # ---- the table -----------------------------------------------------------------------------------
     def results(self) -> list:

@@ -1,0 +1,152 @@
+"""Command line: instability analysis (Frankle, Dziugaite, Roy & Carbin, "Linear Mode Connectivity and the
+Lottery Ticket Hypothesis", ICML 2020).
+
+    python -m lth_tf.instability --flagfile=flags/instability_lenet300_100_mnist.flags
+    python -m lth_tf.instability --model=lenet300_100 --dataset=mnist1d --rounds=2 --iterations=600 \\
+        --rewind_iterations=0,100,300 --variants=lottery,random
+
+Takes the main CLI's model, data and training flags (lth_tf.main defines them) plus --rewind_iterations,
+--alphas, --stability_threshold and --bn_recompute. --variants here names the pair variants: lottery, reinit,
+random. For each k, the experiment with --rewind_iteration=k runs in OUTPUT_DIR/rewind_<k>/; two copies of each
+(round, variant) network train from iteration k to T with different SGD noise, and the error barrier on the
+linear path between them is measured (lth_tf.stability). Running the same command again trains nothing
+finished. Tables: OUTPUT_DIR/instability.csv and OUTPUT_DIR/instability_summary.csv; figures:
+python -m lth_tf.report OUTPUT_DIR.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from lth_tf import _env  # noqa: F401
+from absl import app, flags, logging
+
+from lth_tf import config as config_lib
+from lth_tf import main as cli  # defines the model/data/training flags; this module adds its own
+
+FLAGS = flags.FLAGS
+PAIR_VARIANTS = ("lottery", "reinit", "random")  # = experiment.PAIR_VARIANTS (imported late: TensorFlow)
+
+flags.DEFINE_list("rewind_iterations", ["0"], "Comma-separated iterations k the pairs start from (W_k).")
+flags.DEFINE_integer("alphas", 30, "Evenly spaced points a in [0, 1] on the path (1 - a) W1 + a W2.")
+flags.DEFINE_float("stability_threshold", 0.02, "A network is stable when its test instability is below this.")
+flags.DEFINE_bool("bn_recompute", False, "Re-estimate BatchNorm moving statistics on training batches at each a "
+                  "(default: interpolate them with the other weights, as the paper's code).")
+flags.DEFINE_integer("train_subset", 10_000, "The first N training examples are the training split of the path.")
+
+
+def _fail(message: str, code: int = 2):
+    cli._fail(message, code)
+
+
+def parse() -> tuple:
+    """(base Config, list of k, PairSpec, root); raises ConfigError with one line."""
+    if FLAGS["rewind_iteration"].present:
+        raise config_lib.ConfigError("use --rewind_iterations (a comma list) with lth_tf.instability")
+    try:
+        ks = [int(k) for k in FLAGS.rewind_iterations if k.strip()]
+    except ValueError:
+        raise config_lib.ConfigError(f"--rewind_iterations must be integers, got {','.join(FLAGS.rewind_iterations)}") \
+            from None
+    if not ks:
+        raise config_lib.ConfigError("--rewind_iterations must name at least one iteration")
+    variants = tuple(v.strip() for v in FLAGS.variants if v.strip())
+    if not variants or any(v not in PAIR_VARIANTS for v in variants):
+        raise config_lib.ConfigError(f"--variants must be among {', '.join(PAIR_VARIANTS)} here, got "
+                                     f"'{','.join(variants)}'")
+    if FLAGS.alphas < 2:
+        raise config_lib.ConfigError(f"--alphas must be at least 2 (the end points), got {FLAGS.alphas}")
+    if not 0.0 < FLAGS.stability_threshold < 1.0:
+        raise config_lib.ConfigError(f"--stability_threshold must be in (0, 1), got {FLAGS.stability_threshold}")
+    if FLAGS.train_subset < 1:
+        raise config_lib.ConfigError(f"--train_subset must be positive, got {FLAGS.train_subset}")
+    values = {name: FLAGS[name].value for name in cli._FIELDS}
+    values.update(variants=("lottery",), output_dir=None)
+    base = config_lib.Config(**values).resolve()
+    for k in ks:
+        if not 0 <= k < base.round_iterations:
+            raise config_lib.ConfigError(f"--rewind_iterations: {k} must be in [0, {base.round_iterations}) "
+                                         f"(the iterations per round)")
+    root = FLAGS.output_dir or f"results/instability_{base.model}_{base.dataset}_{_hash(base)}"
+    return base, sorted(set(ks)), variants, root
+
+
+def _hash(config) -> str:
+    identity = {k: v for k, v in config.identity().items() if k != "rewind_iteration"}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Printer(cli.Printer):
+    """The main CLI's lines, prefixed with k, plus one line per finished pair."""
+
+    def __call__(self, k, event) -> None:
+        if event.kind == "pair":
+            r = event.info
+            self._clear()
+            print(f"k={k:<6} trial {r['trial']}  {r['variant']:<8} round {r['round']:>2}  weights remaining "
+                  f"{100 * r['weights_remaining']:6.2f}%  instability test {100 * r['instability_test']:6.2f}% "
+                  f"train {100 * r['instability_train']:6.2f}%  end-point accuracy {r['accuracy_end_points']:.4f}",
+                  flush=True)
+        elif event.kind == "pair_skip" and not self.quiet:
+            print(f"k={k:<6} trial {event.trial}  {event.variant:<8} round {event.round:>2}  pair already finished",
+                  flush=True)
+        elif event.kind == "pair_path" and not self.quiet:
+            self._clear()
+            print(f"k={k:<6} trial {event.trial}  {event.variant:<8} round {event.round:>2}  evaluating the path",
+                  flush=True)
+        elif event.kind != "done":
+            if event.kind == "round":
+                print(f"k={k:<6} ", end="")
+            super().__call__(event)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
+    from lth_tf import stability
+    from lth_tf import store as store_lib
+
+    try:
+        base, ks, variants, root = parse()
+        for k in ks:
+            cfg = stability.config_for(base, k, root)
+            store_lib.check_writable(cfg.results_dir())
+            store_lib.Store(cfg.results_dir()).check_compatible(cfg.identity_hash(), cfg.identity())
+    except (config_lib.ConfigError, store_lib.StoreError) as e:
+        _fail(str(e))
+    logging.set_verbosity(logging.ERROR)
+    from lth_tf import data, distribute, experiment
+
+    if base.strategy != "default":
+        _fail("lth_tf.instability runs with the default strategy only")
+    if base.deterministic:
+        distribute.enable_determinism(base.seed)
+    pairs = experiment.PairSpec(variants=variants, alphas=FLAGS.alphas,
+                                bn="recompute" if FLAGS.bn_recompute else "interpolate",
+                                train_subset=FLAGS.train_subset)
+    try:
+        dataset = data.load(base.dataset, base.data_dir, seed=base.seed)
+        printer = Printer(FLAGS.quiet)
+        print(f"lth_tf.instability: {base.model} on {base.dataset} ({dataset.source}), k in {ks}, {base.rounds} "
+              f"rounds x {base.round_iterations} iterations, trials {base.trial_ids()}, variants "
+              f"{','.join(variants)}, {FLAGS.alphas} alphas, BatchNorm {pairs.bn}; results in {root}", flush=True)
+        lock = ".lock" if base.trial_index is None else f"trial_{base.trial_index}/.lock"
+        rows = stability.sweep(base, ks, pairs, root, on_event=printer, dataset=dataset,
+                               threshold=FLAGS.stability_threshold, lock_name=lock)
+        stable = sum(1 for r in rows if r["stable"])
+        print(f"lth_tf.instability: done in {time.perf_counter() - printer.began:.1f}s; {stable} of {len(rows)} "
+              f"pairs stable (test instability < {FLAGS.stability_threshold}); tables: {root}/instability.csv, "
+              f"{root}/instability_summary.csv", flush=True)
+    except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished rounds and pairs are kept, run the same command again to resume", 130)
+
+
+def run() -> None:
+    app.run(main, flags_parser=cli._parse_flags)
+
+
+if __name__ == "__main__":
+    run()
