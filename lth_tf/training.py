@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import pruning
+from lth_tf import dropout, pruning
 from lth_tf.rewind import RewindCallback
 
 
@@ -216,13 +216,27 @@ class BackupSlot:
     save: object
 
 
+def _loss_scale_state(optimizer):
+    """The dynamic loss scale's variables (current scale, steps since it last changed), or None.
+
+    tf_keras keeps them outside `optimizer.variables`; a backup must carry them, or a resumed mixed-precision
+    round scales (so rounds, and skips on overflow) differently from the uninterrupted one.
+    """
+    state = getattr(optimizer, "_loss_scale", None)
+    if not hasattr(state, "current_loss_scale") or not hasattr(state, "counter"):
+        return None
+    return state.current_loss_scale, state.counter
+
+
 class _Backup(keras.callbacks.Callback):
     """Saves the round's state after every chunk but the last, and restores a loaded one at train begin.
 
     Runs after the RewindCallback that resets the start weights (list order), so a restored state wins.
+    State: weights, optimizer variables (step count and slots), the dynamic loss scale under mixed precision,
+    the curve so far, late-rewind weights, seconds trained.
     """
 
-    VERSION = 1
+    VERSION = 2  # 2: the loss scale is kept (version 1 backups are not used: the round restarts)
 
     def __init__(self, slot, state, curve, recorder, spec, began_seconds):
         super().__init__()
@@ -245,8 +259,12 @@ class _Backup(keras.callbacks.Callback):
                 or meta.get("chunk_size") != spec.chunk or not 0 < meta.get("chunk", 0) < spec.total_iterations // spec.chunk
                 or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):
             return None
+        loss_scale = _loss_scale_state(optimizer)
+        if (loss_scale is not None) != ("loss_scale/0" in arrays):
+            return None
         meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
         meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
+        meta["loss_scale"] = [arrays[f"loss_scale/{i}"] for i in range(2)] if loss_scale is not None else []
         rewind_weights = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")}
         meta["rewind"] = rewind_weights or None
         return meta
@@ -257,6 +275,8 @@ class _Backup(keras.callbacks.Callback):
         from lth_tf import rewind
         rewind.restore(self.model, self.state["net"], masks={})  # pruned entries were saved as zeros
         for variable, value in zip(self.model.optimizer.variables, self.state["optimizer"]):
+            variable.assign(value)
+        for variable, value in zip(_loss_scale_state(self.model.optimizer) or (), self.state["loss_scale"]):
             variable.assign(value)
         self.rewind_weights = self.state["rewind"]
 
@@ -275,6 +295,8 @@ class _Backup(keras.callbacks.Callback):
         arrays = {"meta": np.array(json.dumps(meta))}
         arrays.update({f"net/{k}": v for k, v in rewind.snapshot(self.model).items()})
         arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(variables)})
+        loss_scale = _loss_scale_state(self.model.optimizer) or ()
+        arrays.update({f"loss_scale/{i}": v.numpy() for i, v in enumerate(loss_scale)})
         arrays.update({f"rewind/{k}": v for k, v in (self.rewind_weights or {}).items()})
         self.slot.save(arrays)
 
@@ -357,6 +379,8 @@ class RoundTrainer:
         self.trainer.make_train_function()
         # Slots exist from the start (not at the first step), so a backup can be restored into them.
         self.trainer.optimizer.build(self.trainer.trainable_variables)
+        # Dropout draws keyed by (round key, step, layer), like the data order: exact resumes (see dropout.py).
+        self._dropout_key = dropout.make_positional(model, self.trainer.optimizer.iterations)
         with tf.device("/cpu:0"):  # the training data, once; each round's stream only gathers from it
             self._x, self._y = tf.constant(data.x_train), tf.constant(data.y_train)
         # Building the tf.data graph of a stream traces its functions, about 25 ms a round on 2 CPU cores (1% of
@@ -382,6 +406,8 @@ class RoundTrainer:
         chunks = spec.total_iterations // spec.chunk
         reset_optimizer(self.trainer.optimizer)
         self.trainer.set_masks(masks)
+        if self._dropout_key is not None:
+            self._dropout_key.assign(spec.seed if data_key is None else data_key)
         state = _Backup.unpack(backup.load(), self.trainer.optimizer, spec) if backup else None
         start_chunk = state["chunk"] if state else 0
         if state and on_resume:
