@@ -208,3 +208,42 @@ def test_a_new_round_stream_does_not_retrace_the_training_step():
                   verbose=0)
         counts.append(model.train_function.experimental_get_tracing_count())
     assert counts[0] >= 1 and counts[1:] == [counts[0]] * 2
+
+
+# ---- mixed precision: the loss scale is part of the state ---------------------------------------------------
+
+def test_a_mixed_precision_round_resumed_by_a_fresh_trainer_keeps_its_loss_scale(monkeypatch):
+    import dataclasses
+    import tf_keras as keras
+    from lth_tf import data, models, pruning, rewind, training
+    base = training.make_optimizer
+
+    def quick(spec):  # the loss scale doubles after 3 finite steps (default 2000), so it moves within the round
+        return keras.mixed_precision.LossScaleOptimizer(base(dataclasses.replace(spec, mixed_precision=False)),
+                                                        dynamic_growth_steps=3)
+
+    monkeypatch.setattr(training, "make_optimizer", quick)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 40)).astype(np.float32)
+    y = x[:, :10].argmax(axis=1).astype(np.int32)
+    dataset = data.Dataset("tiny", (40,), 10, "synthetic", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
+    spec = training.TrainSpec(batch_size=20, learning_rate=0.05, iterations=40, eval_every=10, momentum=0.9,
+                              seed=1, mixed_precision=True)
+
+    def train(load=None):  # a trainer built from scratch, as a resuming process builds it
+        saved = []
+        with training.precision_policy(True):
+            model = models.build("lenet300_100", (40,), 10, seed=0)
+            trainer = training.RoundTrainer(model, dataset, spec)
+            result = trainer.train(rewind.snapshot(model), pruning.full_masks(model),
+                                   backup=training.BackupSlot(load=lambda: load, save=saved.append))
+        return rewind.snapshot(model), result, saved, trainer.trainer.optimizer
+
+    whole, result, saved, _ = train()
+    scales = [float(s["loss_scale/0"]) for s in saved]
+    assert scales[1] != 2.0 ** 15 and len(set(scales)) > 1  # the scale moved: a restart at 2^15 would differ
+    resumed, again, _, optimizer = train(load=saved[1])
+    assert again.resumed_from == 20
+    assert [p["val_loss"] for p in again.curve] == [p["val_loss"] for p in result.curve]
+    for key in whole:
+        np.testing.assert_array_equal(resumed[key], whole[key], err_msg=key)
