@@ -49,6 +49,25 @@ def _npz(path):
         return {k: f[k] for k in f.files}
 
 
+def _assert_same_results(whole, other):
+    """Rounds 0 and 1 of two directories hold the same numbers (timing aside), masks, weights and curves."""
+    a, b = _rows(whole), _rows(other)
+    assert [(r["trial"], r["variant"], r["round"]) for r in b] == [("0", "lottery", "0"), ("0", "lottery", "1")]
+    for ra, rb in zip(a, b):  # every number but the timing, exactly
+        assert {k: v for k, v in ra.items() if k != "train_seconds"} == \
+               {k: v for k, v in rb.items() if k != "train_seconds"}
+    for r in range(2):
+        for name in ("masks", "weights", "start_weights"):
+            wa = _npz(os.path.join(whole, "trial_0", "lottery", f"round_{r}", f"{name}.npz"))
+            wb = _npz(os.path.join(other, "trial_0", "lottery", f"round_{r}", f"{name}.npz"))
+            assert sorted(wa) == sorted(wb)
+            for key in wa:
+                np.testing.assert_array_equal(wa[key], wb[key], err_msg=f"round {r} {name} {key}")
+        with open(os.path.join(whole, "trial_0", "lottery", f"round_{r}", "curve.csv")) as fa, \
+                open(os.path.join(other, "trial_0", "lottery", f"round_{r}", "curve.csv")) as fb:
+            assert fa.read() == fb.read()
+
+
 # ---- killed mid-round, resumed exactly ------------------------------------------------------------------
 
 # 20 evaluation chunks per round: a backup after each, so the kill lands in the middle of the round.
@@ -78,22 +97,112 @@ def test_sigkill_mid_round_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert 0 < resumed_at < 200
     _finish(reference)
 
-    a, b = _rows(whole), _rows(crashed)
-    assert [(r["trial"], r["variant"], r["round"]) for r in b] == [("0", "lottery", "0"), ("0", "lottery", "1")]
-    for ra, rb in zip(a, b):  # every number but the timing, exactly
-        assert {k: v for k, v in ra.items() if k != "train_seconds"} == \
-               {k: v for k, v in rb.items() if k != "train_seconds"}
-    for r in range(2):
-        for name in ("masks", "weights", "start_weights"):
-            wa = _npz(os.path.join(whole, "trial_0", "lottery", f"round_{r}", f"{name}.npz"))
-            wb = _npz(os.path.join(crashed, "trial_0", "lottery", f"round_{r}", f"{name}.npz"))
-            assert sorted(wa) == sorted(wb)
-            for key in wa:
-                np.testing.assert_array_equal(wa[key], wb[key], err_msg=f"round {r} {name} {key}")
-        with open(os.path.join(whole, "trial_0", "lottery", f"round_{r}", "curve.csv")) as fa, \
-                open(os.path.join(crashed, "trial_0", "lottery", f"round_{r}", "curve.csv")) as fb:
-            assert fa.read() == fb.read()
+    _assert_same_results(whole, crashed)
     assert not os.path.exists(os.path.dirname(backup))  # removed once the round was stored
+
+
+# ---- stopped by a full disk or SIGTERM; mixed precision and dropout resumed exactly -----------------------
+
+# A round with both sources of state that a resume must not lose: the loss scale (made to move within a round:
+# growth after 3 finite steps instead of 2000, or it stays at 2^15 in so short a run) and dropout draws.
+EXACT = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=1", "--iterations=60", "--eval_every=10",
+         "--momentum=0.9", "--deterministic", "--mixed_precision", "--dropout=0.3"]
+STARTER = """
+import dataclasses, errno, os, sys
+import tf_keras as keras
+from lth_tf import training
+base = training.make_optimizer
+training.make_optimizer = lambda spec: keras.mixed_precision.LossScaleOptimizer(
+    base(dataclasses.replace(spec, mixed_precision=False)), dynamic_growth_steps=3)
+FULL = os.environ.get("FULL_AT")  # the n-th write of round 1's backup finds the disk full (half written)
+real_fdopen, writes = os.fdopen, []
+class Full:
+    def __init__(self, f): self.f = f
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    def __getattr__(self, name): return getattr(self.f, name)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.f.close()
+def fdopen(fd, *args, **kwargs):
+    f = real_fdopen(fd, *args, **kwargs)
+    name = os.readlink(f"/proc/self/fd/{fd}")
+    if FULL and "round_1" in name and name.endswith("state.npz"):
+        writes.append(name)
+        if len(writes) == int(FULL):
+            return Full(f)
+    return f
+os.fdopen = fdopen
+import numpy as np
+from lth_tf import data
+CACHE, SPLITS, generate = os.environ["DATA_CACHE"], ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"), data.load
+def load(name, data_dir=None, seed=0):  # mnist1d is generated once for the test's processes (~5 s each)
+    if os.path.exists(CACHE):
+        with np.load(CACHE) as f:
+            return data.Dataset(name, data.DATASETS[name].input_shape, 10, str(f["source"]), *[f[k] for k in SPLITS])
+    ds = generate(name, data_dir, seed)
+    np.savez(CACHE + f".{os.getpid()}.npz", source=ds.source, **{k: getattr(ds, k) for k in SPLITS})
+    os.replace(CACHE + f".{os.getpid()}.npz", CACHE)
+    return ds
+data.load = load
+from lth_tf import main
+main.run()
+"""
+
+
+def _start(*args, full_at=None):
+    cache = os.path.join(os.path.dirname(args[-1].split("=", 1)[1]), "mnist1d.npz")  # beside the output dir
+    env = dict(_env(), DATA_CACHE=cache, **({"FULL_AT": str(full_at)} if full_at else {}))
+    return subprocess.Popen([sys.executable, "-c", STARTER, *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _stop_when(proc, store, at_least, signum):
+    """Sends `signum` once round 1's backup is at `at_least` iterations or more; returns (code, stderr)."""
+    while (store.backup_iteration(0, "lottery", 1) or 0) < at_least:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+def _our_lines(err):
+    return [line for line in err.splitlines() if line.startswith("lth_tf")]
+
+
+def _free(path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a lock were still held
+
+
+@pytest.mark.multiprocess
+def test_a_full_disk_and_sigterm_stop_cleanly_and_the_run_resumes_exactly(tmp_path):
+    whole, root = str(tmp_path / "whole"), str(tmp_path / "stopped")
+    reference = _start(*EXACT, f"--output_dir={whole}")
+    store = Store(root)
+    proc = _start(*EXACT, f"--output_dir={root}", full_at=2)  # round 1's backup at iteration 10, then a full disk
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and _our_lines(err) == [
+        f"lth_tf: error: no space left on the device writing '{store.backup_path(0, 'lottery', 1)}'; everything "
+        "stored before is intact: free some space and run the same command again to resume"], err[-3000:]
+    assert store.backup_iteration(0, "lottery", 1) == 10 and [r["round"] for r in _rows(root)] == ["0"]
+    assert not [f for _, _, files in os.walk(root) for f in files if f.startswith(".tmp-")]
+
+    code, err = _stop_when(_start(*EXACT, f"--output_dir={root}"), store, 20, signal.SIGTERM)  # resumed at 10
+    iteration = store.backup_iteration(0, "lottery", 1)
+    assert code == 143 and _our_lines(err) == [
+        f"lth_tf: stopped by SIGTERM; finished rounds and the backup of trial 0 lottery round 1 at iteration "
+        f"{iteration} are kept; run the same command again to resume"], err[-3000:]
+    assert "Traceback" not in err
+    _free(os.path.join(root, ".lock"))
+    _free(os.path.join(root, "trial_0", ".lock"))
+    assert float(store.load_backup(0, "lottery", 1)["loss_scale/0"]) != 2.0 ** 15  # the scale did move
+
+    out = _finish(_start(*EXACT, f"--output_dir={root}"))
+    assert f"round  1  resuming from its backup at iteration {iteration}" in out
+    _finish(reference)
+    _assert_same_results(whole, root)
 
 
 # ---- locks -------------------------------------------------------------------------------------------
