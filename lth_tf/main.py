@@ -120,7 +120,8 @@ def _writes_results(strategy: str) -> bool:
         if config is None:
             return True
         task, cluster = config["task"], config["cluster"]
-        return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster)
+        return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
+                                           and "chief" not in cluster)
     except (ValueError, TypeError, KeyError):
         return True
 
@@ -187,7 +188,8 @@ def _run(cfg, store, chief: bool, printer) -> None:
     except distribute.StrategyError as e:
         _fail(str(e))
     try:
-        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # fails before anything is written
+        # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
+        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)

@@ -135,7 +135,8 @@ def fdopen(fd, *args, **kwargs):
 os.fdopen = fdopen
 import numpy as np
 from lth_tf import data
-CACHE, SPLITS, generate = os.environ["DATA_CACHE"], ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"), data.load
+CACHE, generate = os.environ["DATA_CACHE"], data.load
+SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 def load(name, data_dir=None, seed=0):  # mnist1d is generated once for the test's processes (~5 s each)
     if os.path.exists(CACHE):
         with np.load(CACHE) as f:
@@ -227,16 +228,35 @@ class _Holder:
         self.proc.wait()
 
 
-def test_a_second_process_on_the_directory_is_refused_in_one_line(tmp_path):
-    out = tmp_path / "run"
-    with _Holder(out / ".lock"):
-        proc = _main("--rounds=0", "--iterations=20", "--eval_every=20", f"--output_dir={out}")
-        _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2
-    ours = [line for line in err.splitlines() if line.startswith("lth_tf")]
-    assert len(ours) == 1 and ours[0].startswith(f"lth_tf: error: another lth_tf process is running in '{out}'")
-    assert "Traceback" not in err
-    assert not (out / "trial_0").exists()
+def _files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+@pytest.mark.parametrize("held, args, message", [
+    (".lock", [], "another lth_tf process is running in '{out}' (lock .lock is held)"),
+    ("trial_0/.lock", ["--trials=2", "--trial_index=0"],
+     "another lth_tf process is running in '{out}' (lock trial_0/.lock is held)"),
+    # A full run takes every trial's lock at start-up: refused now, not when it reaches trial 1.
+    ("trial_1/.lock", ["--trials=2"], "trial 1 is being run by another lth_tf process in '{out}' (lock "
+                                      "trial_1/.lock is held); wait for it, or run the other trials with --trial_index"),
+], ids=["directory", "same-trial", "full-run-vs-trial"])
+def test_a_second_process_is_refused_in_one_line_before_tensorflow_leaving_no_trace(tmp_path, held, args, message):
+    out, imported = tmp_path / "run", tmp_path / "imported"
+    # lth_tf.main, reporting at exit whether TensorFlow (or the data module, which loads datasets) was imported.
+    script = ("import atexit, sys\n"
+              f"atexit.register(lambda: open({str(imported)!r}, 'w').write(' '.join(\n"
+              "    m for m in ('tensorflow', 'lth_tf.data') if m in sys.modules)))\n"
+              "from lth_tf import main\nmain.run()\n")
+    with _Holder(out / held):
+        before = _files(out)
+        proc = subprocess.Popen([sys.executable, "-c", script, "--rounds=0", "--iterations=20", "--eval_every=20",
+                                 *args, f"--output_dir={out}"], cwd=REPO, env=_env(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2 and stdout == ""
+        assert err == f"lth_tf: error: {message.format(out=out)}\n"  # the only line
+        assert _files(out) == before  # its lock files and config.json were removed again
+    assert imported.read_text() == ""  # refused before TensorFlow started and before any data was loaded
 
 
 def test_trial_locks_keep_a_full_run_and_a_trial_index_run_apart(tmp_path):
