@@ -237,8 +237,9 @@ def _files(root):
     ("trial_0/.lock", ["--trials=2", "--trial_index=0"],
      "another lth_tf process is running in '{out}' (lock trial_0/.lock is held)"),
     # A full run takes every trial's lock at start-up: refused now, not when it reaches trial 1.
-    ("trial_1/.lock", ["--trials=2"], "trial 1 is being run by another lth_tf process in '{out}' (lock "
-                                      "trial_1/.lock is held); wait for it, or run the other trials with --trial_index"),
+    ("trial_1/.lock", ["--trials=2"],
+     "trial 1 is being run by another lth_tf process in '{out}' (lock trial_1/.lock is held); wait for it, "
+     "or run the other trials with --trial_index"),
 ], ids=["directory", "same-trial", "full-run-vs-trial"])
 def test_a_second_process_is_refused_in_one_line_before_tensorflow_leaving_no_trace(tmp_path, held, args, message):
     out, imported = tmp_path / "run", tmp_path / "imported"
