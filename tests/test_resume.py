@@ -2,8 +2,11 @@
 
 - A run SIGKILLed in the middle of round 1 and started again finishes with exactly the results of an
   uninterrupted run (--deterministic): same results.csv numbers (timing aside), masks, weights and curves.
-- A second process on a directory in use is refused with one clear line; a full run and a --trial_index run
-  never write the same trial (trial locks).
+- A run stopped by a full disk, then by SIGTERM, prints one line each and resumes exactly, with mixed precision
+  (the loss scale is in the backup) and dropout (draws keyed by step); in-process, a fresh trainer resumes a
+  mixed-precision round exactly.
+- A second process on a directory or trial in use is refused with one line, before TensorFlow starts; a full
+  run and a --trial_index run never write the same trial (trial locks).
 - Two --trial_index processes write one directory, and the report merges their trials.
 """
 import csv
