@@ -4,7 +4,7 @@ The same method as `lth_tf.pruning` and `lth_tf.rewind` (Frankle & Carbin, "The 
 ICLR 2019), written with `keras` and `keras.ops` only:
 
 - layer-wise iterative magnitude pruning: each round, a layer with rate p keeps the
-  round(n_surviving * (1 - p)) surviving kernel entries of largest |w| (fc 20%, conv 10%, the output layer,
+  max(1, round(n_surviving * (1 - p))) surviving kernel entries of largest |w| (fc 20%, conv 10%, the output layer,
   i.e. the last Dense, half the fc rate); masks are nested, so a pruned weight never comes back; biases and
   normalisation layers are never pruned;
 - rewinding: every later `fit` starts from the weights recorded at iteration k of the first one (k = 0: the
@@ -39,6 +39,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+
+from lth_tf import ranking
 
 if not keras.__version__.startswith("3."):
     raise ImportError(f"lth_tf.keras3 needs Keras 3; `import keras` gave Keras {keras.__version__}")
@@ -125,18 +127,12 @@ def full_masks(model) -> Masks:
     return {layer.name: np.ones(tuple(layer.kernel.shape), bool) for layer in prunable_layers(model)}
 
 
-def _keep_top(weights: np.ndarray, eligible: np.ndarray, keep: int) -> np.ndarray:
-    # Same ranking as lth_tf.pruning._keep_top (copied: that module imports tf_keras and tfmot).
-    score = np.where(eligible, np.abs(weights), -1.0).ravel()
-    mask = np.zeros(score.size, bool)
-    mask[np.argsort(-score, kind="stable")[:keep]] = True
-    return mask.reshape(weights.shape)
-
-
 def prune(kernels_: dict, masks: Masks, rates: dict) -> Masks:
     """One iterative-pruning step: in each layer, remove `rate` of the surviving weights with the smallest
-    magnitudes (keep round(survivors * (1 - rate))). The result is nested in `masks`."""
-    return {name: _keep_top(kernels_[name], mask, int(round(int(mask.sum()) * (1.0 - rates.get(name, 0.0)))))
+    magnitudes (keep max(1, round(survivors * (1 - rate))), lth_tf.ranking's rule, as the tf_keras path).
+    The result is nested in `masks`."""
+    return {name: ranking.keep_top(kernels_[name], mask, ranking.keep_count(int(mask.sum()),
+                                                                            1.0 - rates.get(name, 0.0)))
             for name, mask in masks.items()}
 
 

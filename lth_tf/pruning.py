@@ -26,6 +26,8 @@ from lth_tf import _env  # noqa: F401
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
+
+from lth_tf import ranking
 # The wrapper class is not exported by tfmot's public API; isinstance checks need it.
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
@@ -77,18 +79,8 @@ def full_masks(model) -> Masks:
     return {layer.name: np.ones(layer.kernel.shape, bool) for layer in prunable_layers(model)}
 
 
-def keep_count(n: int, fraction: float) -> int:
-    """How many of `n` weights a pruned layer keeps at `fraction`: max(1, round(n * fraction)) (0 only if n is 0)."""
-    return min(n, max(1, int(round(n * fraction)))) if n > 0 else 0
-
-
-def _keep_top(weights: np.ndarray, eligible: np.ndarray, keep: int) -> np.ndarray:
-    """Mask of the `keep` largest |weights| among `eligible` entries (ties broken by position, deterministic)."""
-    score = np.where(eligible, np.abs(weights), -1.0).ravel()
-    order = np.argsort(-score, kind="stable")[:keep]
-    mask = np.zeros(score.size, bool)
-    mask[order] = True
-    return mask.reshape(weights.shape)
+keep_count = ranking.keep_count  # re-exported: the rounding rule lives in lth_tf.ranking
+_keep_top = ranking.keep_top
 
 
 def prune(kernels_: dict, masks: Masks, rates: dict) -> Masks:
