@@ -5,6 +5,7 @@ directory, and prints progress and one line per finished round.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -72,9 +73,13 @@ class Printer:
     def __init__(self, quiet: bool = False):
         self.quiet, self.tty = quiet, sys.stdout.isatty()
         self.began = time.perf_counter()
+        self.current = None  # (trial, variant, round) being trained: what a stop line talks about
 
     def __call__(self, event) -> None:
+        if event.kind == "start":
+            self.current = (event.trial, event.variant, event.round)
         if event.kind == "round":
+            self.current = None
             row = event.info
             self._clear()
             print(f"trial {row['trial']}  {row['variant']:<9} round {row['round']:>2}  "
@@ -107,18 +112,88 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def _warn(message: str) -> None:
+    print(f"lth_tf: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _writes_results(strategy: str) -> bool:
+    """distribute.is_chief, without starting TensorFlow. A malformed TF_CONFIG counts as the chief here:
+    distribute refuses it once TensorFlow is up, and the store then removes what this process created."""
+    if strategy != "multi_worker":
+        return True
+    import json
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", "").strip() or "null")
+        if config is None:
+            return True
+        task, cluster = config["task"], config["cluster"]
+        return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
+                                           and "chief" not in cluster)
+    except (ValueError, TypeError, KeyError):
+        return True
+
+
+def _stop_line(stop, store, current, kept: str = "finished rounds") -> str:
+    """What a stopped run kept and how to go on, in one line. current: the (trial, variant, round) being
+    trained, variant "<v>/copy<i>" for a copy of an instability pair, or None."""
+    line = f"{kept} are kept"
+    if store is not None and current is not None:
+        trial, variant, round_ = current
+        variant, _, copy = variant.partition("/copy")
+        copy = int(copy) if copy.isdigit() else None
+        what = f"trial {trial} {variant} round {round_}" + (f" copy {copy}" if copy is not None else "")
+        iteration = store.backup_iteration(trial, variant, round_, copy)
+        line = (f"{kept} and the backup of {what} at iteration {iteration} are kept" if iteration is not None
+                else f"{kept} are kept ({what} restarts: no backup yet)")
+    return f"lth_tf: stopped by {stop.name}; {line}; run the same command again to resume"
+
+
+def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> None:
+    """Everything that can be checked before TensorFlow starts, so that a refusal is one line and comes before
+    the data loads: the directory (or --trial_index trial) lock, then config.json checked and written under the
+    config lock (two processes can neither run one trial nor both pass the configuration check), every trial's
+    lock (a --trial_index run started beside a full run is refused at once, not when the full run reaches its
+    trial), and the damaged-file check. The locks stay held until `held` closes. A non-chief worker only reads
+    the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
+    from lth_tf import integrity  # no TensorFlow
+    from lth_tf import store as store_lib
+    if not chief:
+        store_lib.check_writable(store.root)
+        store.check_compatible(cfg.identity_hash(), cfg.identity())
+        return
+    lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
+    held.enter_context(store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock))
+    for trial in cfg.trial_ids():
+        held.enter_context(store.trial_lock(trial))
+    integrity.check(store, cfg.trial_ids())
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import store as store_lib  # numpy only
+    from lth_tf import signals  # no TensorFlow: refusals come before it starts
+    from lth_tf import store as store_lib
 
-    try:  # everything that can be checked before TensorFlow starts
-        cfg = config_from_flags()
-        results_dir = cfg.results_dir()
-        store_lib.check_writable(results_dir)
-        store_lib.Store(results_dir).check_compatible(cfg.identity_hash(), cfg.identity())
-    except (config_lib.ConfigError, store_lib.StoreError) as e:
-        _fail(str(e))
+    printer, store = Printer(FLAGS.quiet), None
+    try:
+        with signals.stop_on_signals(), contextlib.ExitStack() as held:
+            try:
+                cfg = config_from_flags()
+                chief = _writes_results(cfg.strategy)
+                store = store_lib.Store(cfg.results_dir(), on_warning=_warn)
+                open_checked(held, cfg, store, chief)
+            except (config_lib.ConfigError, store_lib.StoreError) as e:
+                _fail(str(e))
+            _run(cfg, store, chief, printer)
+    except signals.Stopped as stop:
+        print(_stop_line(stop, store, printer.current), file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+
+
+def _run(cfg, store, chief: bool, printer) -> None:
+    """The part that needs TensorFlow; the chief's store is open and its trials are locked."""
+    from lth_tf import store as store_lib
+    results_dir = store.root
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
     from lth_tf import data, distribute, experiment  # starts TensorFlow
 
@@ -126,14 +201,11 @@ def main(argv) -> None:
         strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
         if cfg.deterministic:
             distribute.enable_determinism(cfg.seed)
-        chief = distribute.is_chief(cfg.strategy)
     except distribute.StrategyError as e:
         _fail(str(e))
     try:
-        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # fails before anything is written
-        store = store_lib.Store(results_dir)
-        lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
-        printer = Printer(FLAGS.quiet)
+        # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
+        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
@@ -145,8 +217,7 @@ def main(argv) -> None:
             role = "" if chief else " (not the chief: the chief writes the results)"
             print(f"lth_tf: strategy {cfg.strategy}: {distribute.describe(strategy)}{role}", flush=True)
         if chief:
-            with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock):
-                experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
+            experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
         else:  # same steps as the chief (collectives need every worker), writes to a throwaway directory
             with distribute.WorkerStore.opened(results_dir) as worker_store:
                 experiment.run(cfg, worker_store, on_event=printer, dataset=dataset, strategy=strategy)
@@ -154,8 +225,6 @@ def main(argv) -> None:
               flush=True)
     except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
         _fail(str(e))
-    except KeyboardInterrupt:
-        _fail("interrupted; finished rounds are kept, run the same command again to resume", 130)
 
 
 def _parse_flags(argv):

@@ -19,21 +19,33 @@ Layout (a public contract):
             backup_<i>/state.npz     only while copy i trains
             masks.npz      the mask both copies trained under (random pruning draws its own)
             result.json    the pair's path (alphas, errors per split) and instability; written last
+    OUTPUT_DIR/.lock, trial_<t>/.lock            held (flock) by the process running the directory / trial
+    OUTPUT_DIR/.config.lock, .results.lock       held for a moment while config.json / results.csv is written
+    OUTPUT_DIR/.results.csv.sha256               the hashes of the results.csv lth_tf wrote (edit detection)
 
 Every file is written to a temporary name and renamed into place (atomic on POSIX). results.csv is
 regenerated from the result.json files, so it never holds duplicated or partial rows.
+
+Damage from outside (a truncated copy, a disk error, a hand edit) is reported, never papered over: a file
+that cannot be read raises DamagedFileError naming the file and what to do; a finished round is never
+retrained over silently. Only a damaged backup is discarded (the round restarts from its beginning) and
+reported through `on_warning`. A full disk raises DiskFullError and leaves every stored file as it was.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import glob
+import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -47,19 +59,47 @@ class StoreError(Exception):
     """The results directory cannot be used as asked; str(e) says why in one line."""
 
 
+class DamagedFileError(StoreError):
+    """A stored file cannot be read (truncated, corrupt, edited); str(e) names it and says what to do."""
+
+    def __init__(self, path: str, reason: str, advice: str, message: str | None = None):
+        super().__init__(message or f"'{path}' is damaged ({reason}): {advice}")
+        self.path, self.reason = path, reason
+
+
+class DiskFullError(StoreError):
+    """A write failed for lack of space; the file it was replacing, and every other, is unchanged."""
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# What reading a damaged .npz raises: no zip directory, bad CRC or deflate data, short reads, pickled junk.
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def atomic_write(path: str, data: bytes) -> None:
+    """Writes `data` to `path` through a temporary file and a rename: `path` holds the old bytes or the new.
+
+    Raises DiskFullError (no space, quota) or StoreError (any other OSError), one line each.
+    """
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:
+            raise DiskFullError(f"no space left on the device writing '{path}'; everything stored before is "
+                                "intact: free some space and run the same command again to resume") from None
+        if isinstance(e, OSError):
+            raise StoreError(f"cannot write '{path}': {e.strerror or e}") from None
         raise
 
 
@@ -69,9 +109,20 @@ def _npz_bytes(arrays: dict) -> bytes:
     return buffer.getvalue()
 
 
-def load_npz(path: str) -> dict:
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+def load_npz(path: str, advice: str = "restore it from a copy") -> dict:
+    """The arrays of `path`; DamagedFileError (with `advice`) if it cannot be read completely."""
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}  # reading a member whole checks its CRC
+    except FileNotFoundError:
+        raise DamagedFileError(path, "missing", advice) from None
+    except NPZ_ERRORS as e:
+        raise DamagedFileError(path, describe_error(e), advice) from None
+
+
+def describe_error(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text if len(text) < 120 else text[:117] + "..."
 
 
 def _csv_bytes(rows: list, columns: list) -> bytes:
@@ -96,18 +147,45 @@ def check_writable(path: str) -> None:
         raise StoreError(f"output directory '{path}' is not writable")
 
 
+def _listing(root: str) -> set:
+    """Every path under `root`, absolute, root included; empty when root does not exist."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        return set()
+    out = {root}
+    for directory, dirs, files in os.walk(root):
+        out.update(os.path.join(directory, name) for name in dirs + files)
+    return out
+
+
+def _missing_dirs(directory: str) -> list:
+    """The directories that creating `directory` would make, deepest first (absolute paths)."""
+    out, current = [], os.path.abspath(directory)
+    while not os.path.exists(current):
+        out.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return out
+
+
 class Store:
     """One experiment's results directory.
 
         store = Store("results/run1")
-        with store.open(config_dict, config_hash):      # takes the lock, checks or writes config.json
+        with store.open(config_dict, config_hash, identity):   # takes the lock, checks or writes config.json
             if not store.is_done(0, "lottery", 3): ...
+
+    on_warning(message): told, in one line, about what the store repairs on its own (a damaged backup).
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, on_warning=None):
         self.root = root
+        self.on_warning = on_warning
         self._lock = None
         self._held = set()  # names of the lock files this Store holds (see trial_lock())
+        self._created = set()  # absolute paths that open() and trial_lock() created; see _tidy()
 
     # ---- opening -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -115,30 +193,83 @@ class Store:
         """Locks the directory for this process and records the configuration.
 
         Refuses a directory holding results of a configuration with another hash, naming what differs.
+        The check and the write of config.json happen under .config.lock, so of two processes starting at
+        once on an empty directory (--trial_index runs take different locks) only one configuration wins.
+        If the body fails before anything was stored, what open() and trial_lock() created (lock files,
+        config.json, the directory) is removed again: a run that fails at start-up leaves no trace.
         """
         check_writable(self.root)
-        self.check_compatible(config_hash, identity)
-        lock_path = os.path.join(self.root, lock_name)
+        before = _listing(self.root)
+        handle = self._take(lock_name, refusal=lambda: StoreError(
+            f"another lth_tf process is running in '{self.root}' (lock {lock_name} is held)"))
+        self._held.add(lock_name)
         try:
-            os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-            handle = open(lock_path, "a")
+            with self._config_lock():
+                if not os.path.exists(os.path.join(self.root, "config.json")):
+                    self._created.add(os.path.abspath(os.path.join(self.root, "config.json")))
+                self.check_compatible(config_hash, identity)
+                atomic_write(os.path.join(self.root, "config.json"),
+                             json.dumps({"hash": config_hash, "identity": identity, "config": config},
+                                        indent=2, sort_keys=True).encode())
+            yield self
+        except BaseException:
+            self._tidy(before)
+            raise
+        finally:
+            self._created.clear()
+            self._held.discard(lock_name)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _take(self, name: str, refusal):
+        """Opens and flocks lock file `name` without waiting; raises refusal() if another process holds it."""
+        path = os.path.abspath(os.path.join(self.root, name))
+        made, existed = _missing_dirs(os.path.dirname(path)), os.path.exists(path)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle = open(path, "a")
         except OSError as e:
             raise StoreError(f"cannot create the output directory '{self.root}': {e.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise StoreError(f"another lth_tf process is running in '{self.root}' (lock {lock_name} is held)")
-        self._held.add(lock_name)
-        try:
-            atomic_write(os.path.join(self.root, "config.json"),
-                         json.dumps({"hash": config_hash, "identity": identity, "config": config},
-                                    indent=2, sort_keys=True).encode())
-            yield self
-        finally:
-            self._held.discard(lock_name)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            raise refusal() from None
+        self._created.update(made + ([] if existed else [path]))
+        return handle
+
+    @contextlib.contextmanager
+    def _config_lock(self):
+        path = os.path.abspath(os.path.join(self.root, ".config.lock"))
+        if not os.path.exists(path):
+            self._created.add(path)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # held for a moment: wait, rather than refuse
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _tidy(self, before: set) -> None:
+        """After a failed start: removes what this Store created if nothing else appeared meanwhile.
+
+        Runs while this process still holds its lock, under the config lock; another process that starts
+        here creates its own lock file first, which counts as "something else", so its files are never touched.
+        """
+        created = set(self._created)
+        self._created.clear()
+        if not created:
+            return
+        with contextlib.suppress(OSError), self._config_lock():
+            inside = _listing(self.root)
+            if not inside <= before | created:
+                return
+            for path in sorted(created & inside, key=lambda p: -p.count(os.sep)):  # files, then inner dirs
+                with contextlib.suppress(OSError):
+                    os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+            for path in sorted(created - inside, key=lambda p: -p.count(os.sep)):  # above the root
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
 
     def check_compatible(self, config_hash: str, identity: dict) -> None:
         """Raises StoreError, naming what differs, if the directory holds another configuration's results."""
@@ -155,9 +286,14 @@ class Store:
             return None
         try:
             with open(path) as f:
-                return json.load(f)
+                value = json.load(f)
+            if not isinstance(value, dict) or not isinstance(value.get("hash"), str):
+                raise ValueError("no configuration hash in it")
+            return value
         except (OSError, ValueError) as e:
-            raise StoreError(f"'{path}' is unreadable ({e}); use another --output_dir") from None
+            raise DamagedFileError(path, describe_error(e), "restore it from a copy, delete it if this "
+                                   "directory holds results of this same configuration, or use another "
+                                   "--output_dir") from None
 
     # ---- paths ---------------------------------------------------------------------------------------
     def trial_dir(self, trial: int) -> str:
@@ -166,6 +302,20 @@ class Store:
     def round_dir(self, trial: int, variant: str, round_: int) -> str:
         return os.path.join(self.trial_dir(trial), variant, f"round_{round_}")
 
+    # ---- what to do about a damaged file -------------------------------------------------------------
+    def trial_advice(self, trial: int) -> str:
+        return f"restore it from a copy, or delete '{self.trial_dir(trial)}' to run trial {trial} again"
+
+    def round_advice(self, trial: int, variant: str, round_: int) -> str:
+        """Later lottery rounds were pruned from this one, and controls reuse its masks: they go with it."""
+        if variant == "lottery" and round_ == 0:
+            return self.trial_advice(trial)
+        directory = self.round_dir(trial, variant, round_)
+        if variant == "lottery":
+            return (f"restore it from a copy, or delete '{directory}', the later lottery rounds and the "
+                    f"control rounds from {round_} on, to train them again")
+        return f"restore it from a copy, or delete '{directory}' to train that round again"
+
     # ---- per trial -----------------------------------------------------------------------------------
     def save_weights(self, trial: int, kind: str, weights: dict) -> None:
         """kind: "initial" or "rewind"."""
@@ -173,7 +323,7 @@ class Store:
 
     def load_weights(self, trial: int, kind: str) -> dict | None:
         path = os.path.join(self.trial_dir(trial), f"{kind}_weights.npz")
-        return load_npz(path) if os.path.exists(path) else None
+        return load_npz(path, self.trial_advice(trial)) if os.path.exists(path) else None
 
     # ---- per round -----------------------------------------------------------------------------------
     def is_done(self, trial: int, variant: str, round_: int) -> bool:
@@ -190,8 +340,23 @@ class Store:
         self.write_results_csv()
 
     def load_round(self, trial, variant, round_, what: str) -> dict:
-        """what: "masks", "weights" or "start_weights"."""
-        return load_npz(os.path.join(self.round_dir(trial, variant, round_), f"{what}.npz"))
+        """what: "masks", "weights" or "start_weights". DamagedFileError if the file cannot be read whole."""
+        return load_npz(os.path.join(self.round_dir(trial, variant, round_), f"{what}.npz"),
+                        self.round_advice(trial, variant, round_))
+
+    def read_result(self, trial, variant, round_) -> dict:
+        """A finished round's row (result.json); DamagedFileError unless it is that round's row."""
+        path = os.path.join(self.round_dir(trial, variant, round_), "result.json")
+        try:
+            with open(path) as f:
+                row = json.load(f)
+            if not isinstance(row, dict) or not {"trial", "variant", "round"} <= set(row):
+                raise ValueError("not a round's row: no trial, variant and round")
+            if (row["trial"], row["variant"], row["round"]) != (trial, variant, round_):
+                raise ValueError(f"it holds trial {row['trial']} {row['variant']} round {row['round']}")
+            return row
+        except (OSError, ValueError) as e:
+            raise DamagedFileError(path, describe_error(e), self.round_advice(trial, variant, round_)) from None
 
     # ---- one trial at a time -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -207,16 +372,9 @@ class Store:
         if name in self._held:
             yield self
             return
-        path = os.path.join(self.root, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        handle = open(path, "a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise StoreError(f"trial {trial} is being run by another lth_tf process in '{self.root}' "
-                             f"(lock {name} is held); wait for it, or run the other trials with --trial_index") \
-                from None
+        handle = self._take(name, refusal=lambda: StoreError(
+            f"trial {trial} is being run by another lth_tf process in '{self.root}' (lock {name} is held); "
+            "wait for it, or run the other trials with --trial_index"))
         self._held.add(name)
         try:
             yield self
@@ -240,13 +398,28 @@ class Store:
         atomic_write(self.backup_path(trial, variant, round_, copy), buffer.getvalue())
 
     def load_backup(self, trial, variant, round_, copy=None) -> dict | None:
+        """The round's (or instability copy's) backup, or None. A damaged one is discarded (reported to
+        on_warning): the round or copy restarts; the next backup replaces the file."""
         path = self.backup_path(trial, variant, round_, copy)
         if not os.path.exists(path):
             return None
         try:
             return load_npz(path)
-        except (OSError, ValueError, EOFError):
-            return None  # unreadable (cannot come from atomic_write): the round restarts from its start
+        except DamagedFileError as e:
+            if self.on_warning is not None:
+                what = f"trial {trial} {variant} round {round_}" + (f" copy {copy}" if copy is not None else "")
+                self.on_warning(f"'{path}' is damaged ({e.reason}); discarded it: {what} restarts from its beginning")
+            return None
+
+    def backup_iteration(self, trial, variant, round_, copy=None) -> int | None:
+        """The iteration the round's (or copy's) backup resumes from (None: no readable backup). Reads only
+        its header."""
+        try:
+            with np.load(self.backup_path(trial, variant, round_, copy)) as data:
+                meta = json.loads(str(data["meta"]))
+            return int(meta["iteration"])
+        except (*NPZ_ERRORS, TypeError):
+            return None
 
     def clear_backup(self, trial, variant, round_, copy=None) -> None:
         """Removes the backup once the round is stored (or is found finished)."""
@@ -265,15 +438,34 @@ class Store:
         atomic_write(os.path.join(directory, f"copy_{copy}_curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
         atomic_write(os.path.join(directory, f"copy_{copy}.json"), json.dumps(row, sort_keys=True).encode())
 
-    def load_copy(self, trial, variant, round_, copy: int) -> dict | None:
-        """{"weights", "row"} of a trained copy, or None if it is not finished."""
-        directory = self.pair_dir(trial, variant, round_)
+    def pair_advice(self, trial, variant, round_) -> str:
+        return (f"restore it from a copy, or delete '{self.pair_dir(trial, variant, round_)}' to train that "
+                "pair again")
+
+    def read_json(self, path: str, advice: str, check=None):
+        """The JSON in `path`, or None if there is none; DamagedFileError if it cannot be read (or `check`,
+        given the value, raises ValueError)."""
         try:
-            with open(os.path.join(directory, f"copy_{copy}.json")) as f:
-                row = json.load(f)
-        except (OSError, ValueError):
+            with open(path) as f:
+                value = json.load(f)
+            if not isinstance(value, dict):
+                raise ValueError("not a JSON object")
+            if check is not None:
+                check(value)
+            return value
+        except FileNotFoundError:
             return None
-        return {"weights": load_npz(os.path.join(directory, f"copy_{copy}_weights.npz")), "row": row}
+        except (OSError, ValueError) as e:
+            raise DamagedFileError(path, describe_error(e), advice) from None
+
+    def load_copy(self, trial, variant, round_, copy: int) -> dict | None:
+        """{"weights", "row"} of a trained copy, or None if it is not finished; DamagedFileError if its files
+        are damaged (a trained copy is never silently trained again)."""
+        directory, advice = self.pair_dir(trial, variant, round_), self.pair_advice(trial, variant, round_)
+        row = self.read_json(os.path.join(directory, f"copy_{copy}.json"), advice)
+        if row is None:
+            return None
+        return {"weights": load_npz(os.path.join(directory, f"copy_{copy}_weights.npz"), advice), "row": row}
 
     def save_pair(self, trial, variant, round_, result: dict, masks: dict) -> None:
         """The pair's masks, then its result.json (last: its presence means "finished")."""
@@ -282,41 +474,92 @@ class Store:
                      json.dumps(result, sort_keys=True).encode())
 
     def load_pair(self, trial, variant, round_) -> dict | None:
-        """The pair's stored result (path and instability), or None if it is not finished."""
-        try:
-            with open(os.path.join(self.pair_dir(trial, variant, round_), "result.json")) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+        """The pair's stored result (path and instability), or None if it is not finished; DamagedFileError if
+        its result.json is damaged."""
+        def check(row):
+            if (row.get("trial"), row.get("variant"), row.get("round")) != (trial, variant, round_):
+                raise ValueError(f"not the result of trial {trial} {variant} round {round_}")
+        return self.read_json(os.path.join(self.pair_dir(trial, variant, round_), "result.json"),
+                               self.pair_advice(trial, variant, round_), check)
+
+    def finished_pairs(self, trials=None) -> list:
+        """(trial, variant, round) of every pair with a result.json (of `trials`, default all)."""
+        return [key for key in self._units(os.path.join("instability", "result.json"))
+                if trials is None or key[0] in trials]
+
+    def trained_copies(self, trials=None) -> list:
+        """(trial, variant, round, copy) of every trained copy of a pair (a copy_<i>.json), of `trials`."""
+        out = []
+        for trial, variant, round_ in self._units("instability"):
+            if trials is not None and trial not in trials:
+                continue
+            for path in glob.glob(os.path.join(self.pair_dir(trial, variant, round_), "copy_*.json")):
+                with contextlib.suppress(ValueError):
+                    out.append((trial, variant, round_, int(os.path.basename(path)[5:-5])))
+        return sorted(out)
 
     def pair_results(self) -> list:
-        """Every finished pair's result, sorted by (trial, variant, round)."""
-        rows = []
-        for path in glob.glob(os.path.join(self.root, "trial_*", "*", "round_*", "instability", "result.json")):
-            try:
-                with open(path) as f:
-                    rows.append(json.load(f))
-            except (OSError, ValueError):
-                continue
-        return sorted(rows, key=lambda r: (r["trial"], r["variant"], r["round"]))
+        """Every finished pair's result, sorted by (trial, variant, round); DamagedFileError for a damaged one."""
+        return [self.load_pair(*key) for key in self.finished_pairs()]
 
     # ---- the table -----------------------------------------------------------------------------------
-    def results(self) -> list:
-        """Every finished round's row, sorted by (trial, variant, round)."""
-        rows = []
-        for path in glob.glob(os.path.join(self.root, "trial_*", "*", "round_*", "result.json")):
+    def finished(self, trials=None) -> list:
+        """(trial, variant, round) of every round with a result.json (of `trials`, default all)."""
+        return [key for key in self._units("result.json") if trials is None or key[0] in trials]
+
+    def _units(self, name: str) -> list:
+        """(trial, variant, round) of every trial_<t>/<variant>/round_<r>/`name`, sorted."""
+        out = []
+        for path in glob.glob(os.path.join(self.root, "trial_*", "*", "round_*", name)):
+            round_dir = path[:-len(name) - 1]
+            variant_dir = os.path.dirname(round_dir)
             try:
-                with open(path) as f:
-                    rows.append(json.load(f))
-            except (OSError, ValueError):
-                continue  # cannot happen with atomic writes; a foreign file is not ours to read
-        return sorted(rows, key=lambda r: (r["trial"], r["variant"], r["round"]))
+                key = (int(os.path.basename(os.path.dirname(variant_dir))[6:]), os.path.basename(variant_dir),
+                       int(os.path.basename(round_dir)[6:]))
+            except ValueError:
+                continue  # not a name lth_tf writes
+            out.append(key)
+        return sorted(out)
+
+    def results(self) -> list:
+        """Every finished round's row, sorted by (trial, variant, round); DamagedFileError for a damaged one."""
+        return [self.read_result(*key) for key in self.finished()]
+
+    def check_results_csv(self) -> str | None:
+        """Raises StoreError if results.csv is not a table lth_tf wrote (edited by hand); returns its hash.
+
+        The hashes of the last two tables written are kept beside it (.results.csv.sha256): the sidecar is
+        written before the table, so a crash between the two leaves a table the sidecar still names.
+        """
+        path = os.path.join(self.root, "results.csv")
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except FileNotFoundError:
+            return None
+        try:
+            with open(os.path.join(self.root, ".results.csv.sha256")) as f:
+                known = json.load(f)
+        except (OSError, ValueError):
+            return digest  # no record (a directory from before lth_tf kept one): nothing to compare with
+        if isinstance(known, list) and digest not in known:
+            raise DamagedFileError(path, "", "", message=(
+                f"'{path}' was changed after lth_tf wrote it (edited by hand?); lth_tf rebuilds it from the "
+                "rounds' result.json files: move it away (e.g. to results.edited.csv) and run again"))
+        return digest
 
     def write_results_csv(self) -> None:
         # Several processes (one per trial) may regenerate the table; serialise them.
         with open(os.path.join(self.root, ".results.lock"), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            rows = self.results()
-            extra = sorted({k for r in rows for k in r} - set(COLUMNS))
-            atomic_write(os.path.join(self.root, "results.csv"), _csv_bytes(rows, COLUMNS + extra))
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            try:
+                rows = self.results()
+                extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+                data = _csv_bytes(rows, COLUMNS + extra)
+                current, new = self.check_results_csv(), hashlib.sha256(data).hexdigest()
+                if current != new:
+                    atomic_write(os.path.join(self.root, ".results.csv.sha256"),
+                                 json.dumps([new] + ([current] if current else [])).encode())
+                    atomic_write(os.path.join(self.root, "results.csv"), data)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import pruning
+from lth_tf import dropout, pruning
 from lth_tf.rewind import RewindCallback
 
 
@@ -234,13 +234,28 @@ class BackupSlot:
     save: object
 
 
+def _loss_scale_state(optimizer):
+    """The dynamic loss scale's variables (current scale, steps since it last changed), or None.
+
+    tf_keras keeps them outside `optimizer.variables`; a backup must carry them, or a resumed mixed-precision
+    round scales (so rounds, and skips on overflow) differently from the uninterrupted one.
+    """
+    state = getattr(optimizer, "_loss_scale", None)
+    if not hasattr(state, "current_loss_scale") or not hasattr(state, "counter"):
+        return None
+    return state.current_loss_scale, state.counter
+
+
 class _Backup(keras.callbacks.Callback):
     """Saves the round's state after every evaluation but the last; `unpack` reads a saved one back.
 
     The state is taken at an evaluation point (an absolute training iteration of `spec.eval_points(start)`):
-    weights, optimizer slots and step, the curve so far, late-rewind weights.
+    weights, optimizer slots and step, the dynamic loss scale under mixed precision, the curve so far,
+    late-rewind weights, seconds trained. RoundTrainer.train restores it.
     """
 
+    # 2: iteration-based. A mixed-precision backup without the loss scale (written before it was kept) is
+    # not used (`unpack`): the round restarts rather than resume with another scale.
     VERSION = 2
 
     def __init__(self, slot, points, curve, recorder, spec, start, began_seconds, rewind_weights=None):
@@ -265,8 +280,12 @@ class _Backup(keras.callbacks.Callback):
                 or meta.get("iteration") not in spec.eval_points(start)[:-1]
                 or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):
             return None
+        loss_scale = _loss_scale_state(optimizer)
+        if (loss_scale is not None) != ("loss_scale/0" in arrays):
+            return None
         meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
         meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
+        meta["loss_scale"] = [arrays[f"loss_scale/{i}"] for i in range(2)] if loss_scale is not None else []
         rewind_weights = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")}
         meta["rewind"] = rewind_weights or None
         return meta
@@ -286,6 +305,8 @@ class _Backup(keras.callbacks.Callback):
         arrays = {"meta": np.array(json.dumps(meta))}
         arrays.update({f"net/{k}": v for k, v in rewind.snapshot(self.model).items()})
         arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(variables)})
+        loss_scale = _loss_scale_state(self.model.optimizer) or ()
+        arrays.update({f"loss_scale/{i}": v.numpy() for i, v in enumerate(loss_scale)})
         arrays.update({f"rewind/{k}": v for k, v in (self.rewind_weights or {}).items()})
         self.slot.save(arrays)
 
@@ -387,6 +408,8 @@ class RoundTrainer:
         self.trainer.make_train_function()
         # Slots exist from the start (not at the first step), so a backup can be restored into them.
         self.trainer.optimizer.build(self.trainer.trainable_variables)
+        # Dropout draws keyed by (round key, step, layer), like the data order: exact resumes (see dropout.py).
+        self._dropout_key = dropout.make_positional(model, self.trainer.optimizer.iterations)
         with tf.device("/cpu:0"):  # the training data, once; each round's stream only gathers from it
             self._x, self._y = tf.constant(data.x_train), tf.constant(data.y_train)
         # Building the tf.data graph of a stream traces its functions, about 25 ms a round on 2 CPU cores (1% of
@@ -422,6 +445,8 @@ class RoundTrainer:
         if isinstance(schedule, _Schedule):
             schedule.offset.assign(start_iteration)
         self.trainer.set_masks(masks)
+        if self._dropout_key is not None:  # the optimizer's step (restored with a backup) is the other part
+            self._dropout_key.assign(spec.seed if data_key is None else data_key)
         state = _Backup.unpack(backup.load(), optimizer, spec, start_iteration) if backup else None
         done = state["iteration"] if state else start_iteration
         if state:
@@ -429,6 +454,8 @@ class RoundTrainer:
                 on_resume(done)
             rewind.restore(self.model, state["net"], masks={})  # pruned entries were saved as zeros
             for variable, value in zip(optimizer.variables, state["optimizer"]):
+                variable.assign(value)
+            for variable, value in zip(_loss_scale_state(optimizer) or (), state["loss_scale"]):
                 variable.assign(value)
         else:
             rewind.restore(self.model, start_weights, masks)

@@ -77,6 +77,7 @@ def test_run_resume_and_refuse_a_changed_configuration(tmp_path):
 
     changed = lth(*TINY, "--learning_rate=0.5", f"--output_dir={out}")
     assert "learning_rate: 0.05 -> 0.5" in error_line(changed)
+    assert changed.stdout == "" and len(changed.stderr.splitlines()) == 1  # before TensorFlow and the data
     assert open(os.path.join(out, "results.csv")).read() == before
 
 

@@ -1,5 +1,7 @@
 """The results directory: atomic files, "finished" means result.json exists, refusals keep old results intact."""
 import csv
+import errno
+import glob
 import json
 import os
 import subprocess
@@ -9,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from lth_tf.store import Store, StoreError
+from lth_tf.store import DiskFullError, Store, StoreError
 
 ROW = {"trial": 0, "variant": "lottery", "round": 0, "pruning": "iterative", "weights_remaining": 1.0,
        "early_stop_iteration": 100, "test_accuracy_at_early_stop": 0.9, "val_loss_at_early_stop": 0.3,
@@ -114,3 +116,129 @@ def test_unwritable_or_impossible_directories_are_refused(tmp_path):
         with pytest.raises(StoreError, match="not writable"):
             with Store(str(locked / "out")).open({}, "h", {}):
                 pass
+
+
+# ---- two processes at once, a failed start, a full disk ---------------------------------------------------
+
+RACER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from lth_tf import store as store_lib
+    check = store_lib.Store.check_compatible
+    def slow(self, *args):  # widens the window between reading and writing config.json to 0.5 s
+        check(self, *args)
+        time.sleep(0.5)
+    store_lib.Store.check_compatible = slow
+    root, trial, config_hash = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    try:
+        with store_lib.Store(root).open({{}}, config_hash, {{"lr": config_hash}}, lock_name=f"trial_{{trial}}/.lock"):
+            print("passed", flush=True)
+    except store_lib.StoreError as e:
+        print("refused:", e, flush=True)
+""")
+
+
+def test_two_trial_index_processes_on_an_empty_directory_cannot_both_pass_the_configuration_check(tmp_path):
+    # Different trials take different locks; the configuration check and write share the directory's config lock.
+    root = str(tmp_path / "race")
+    procs = [subprocess.Popen([sys.executable, "-c", RACER.format(repo=os.getcwd()), root, str(t), h],
+                              stdout=subprocess.PIPE, text=True) for t, h in ((0, "h1"), (1, "h2"))]
+    outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outs[0] == "passed" and outs[1].startswith("refused:"), outs
+    assert "holds results of a different configuration (lr: 'h" in outs[1]
+    winner = json.loads((tmp_path / "race" / "config.json").read_text())["hash"]
+    assert f"-> '{'h2' if winner == 'h1' else 'h1'}'" in outs[1]
+
+
+def test_a_start_that_fails_before_storing_anything_leaves_no_trace(tmp_path):
+    root = tmp_path / "a" / "b"  # two directories that open() creates
+    with pytest.raises(RuntimeError):
+        with Store(str(root)).open({}, "h", {}, lock_name="trial_3/.lock") as store:
+            with store.trial_lock(4):
+                raise RuntimeError("data could not be loaded")
+    assert not (tmp_path / "a").exists()
+    # Something stored, or a file of another process: nothing is removed.
+    with pytest.raises(RuntimeError):
+        with Store(str(root)).open({}, "h", {}) as store:
+            store.save_weights(0, "initial", {"w": np.zeros(2)})
+            raise RuntimeError
+    assert (root / "config.json").exists() and (root / "trial_0" / "initial_weights.npz").exists()
+    other = tmp_path / "c"
+    with pytest.raises(RuntimeError):
+        with Store(str(other)).open({}, "h", {}):
+            (other / "trial_1").mkdir()  # as a --trial_index=1 process starting meanwhile would
+            raise RuntimeError
+    assert (other / "config.json").exists()
+
+
+def _fill_disk_after(monkeypatch, count):
+    """Writes through os.fdopen fail with ENOSPC after `count` successful ones, half-written, as a full disk does."""
+    real, calls = os.fdopen, []
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fdopen(fd, *args, **kwargs):
+        calls.append(fd)
+        f = real(fd, *args, **kwargs)
+        return f if len(calls) <= count else Full(f)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+
+
+def test_a_full_disk_raises_one_line_and_leaves_every_stored_file_as_it_was(tmp_path, monkeypatch):
+    store = Store(str(tmp_path))
+    with store.open({}, "h", {}):
+        save(store, 0)
+        store.save_backup(0, "lottery", 1, {"meta": np.array("first")})
+        before = {p: open(p, "rb").read() for p in glob.glob(f"{tmp_path}/**/*.*", recursive=True)}
+        _fill_disk_after(monkeypatch, 0)
+        with pytest.raises(DiskFullError, match=r"^no space left on the device writing '.*/round_1/backup/state"
+                                                r"\.npz'; everything stored before is intact: free some space and "
+                                                r"run the same command again to resume$"):
+            store.save_backup(0, "lottery", 1, {"meta": np.array("second")})
+        with pytest.raises(DiskFullError, match="round_1/masks.npz"):
+            save(store, 1)
+        monkeypatch.undo()
+    after = {p: open(p, "rb").read() for p in glob.glob(f"{tmp_path}/**/*.*", recursive=True)}
+    assert after == before  # old backup, round 0 and the table unchanged; no temporary file left
+    assert not [f for _, _, fs in os.walk(tmp_path) for f in fs if f.startswith(".tmp-")]
+    assert str(store.load_backup(0, "lottery", 1)["meta"]) == "first" and not store.is_done(0, "lottery", 1)
+
+
+# ---- results.csv edited by hand ----------------------------------------------------------------------------
+
+def test_a_hand_edited_results_csv_is_detected_and_never_overwritten(tmp_path):
+    store = Store(str(tmp_path))
+    with store.open({}, "h", {}):
+        save(store, 0)
+        save(store, 1)  # the table was written twice: both versions are recognised
+        store.check_results_csv()
+        table = tmp_path / "results.csv"
+        edited = table.read_text().replace("0.9", "0.99")
+        table.write_text(edited)
+        message = (f"'{table}' was changed after lth_tf wrote it (edited by hand?); lth_tf rebuilds it from the "
+                   "rounds' result.json files: move it away (e.g. to results.edited.csv) and run again")
+        with pytest.raises(StoreError) as e:
+            store.check_results_csv()
+        assert str(e.value) == message
+        with pytest.raises(StoreError, match="edited by hand"):
+            save(store, 2)
+        assert table.read_text() == edited  # the user's edit is kept
+        table.rename(tmp_path / "results.edited.csv")
+        store.write_results_csv()
+        assert [r["round"] for r in read_csv(table)] == ["0", "1", "2"]
