@@ -15,8 +15,10 @@ python -m lth_tf.report OUTPUT_DIR.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sys
 import time
 
 from lth_tf import _env  # noqa: F401
@@ -80,7 +82,10 @@ def _hash(config) -> str:
 class Printer(cli.Printer):
     """The main CLI's lines, prefixed with k, plus one line per finished pair."""
 
+    k = None  # the rewind iteration whose store is being worked on (what a stop line talks about)
+
     def __call__(self, k, event) -> None:
+        self.k = k
         if event.kind == "pair":
             r = event.info
             self._clear()
@@ -104,22 +109,36 @@ class Printer(cli.Printer):
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import stability
+    from lth_tf import signals, stability  # no TensorFlow: refusals come before it starts
     from lth_tf import store as store_lib
 
+    printer, stores = Printer(FLAGS.quiet), {}
     try:
-        base, ks, variants, root = parse()
-        for k in ks:
-            cfg = stability.config_for(base, k, root)
-            store_lib.check_writable(cfg.results_dir())
-            store_lib.Store(cfg.results_dir()).check_compatible(cfg.identity_hash(), cfg.identity())
-    except (config_lib.ConfigError, store_lib.StoreError) as e:
-        _fail(str(e))
-    logging.set_verbosity(logging.ERROR)
-    from lth_tf import data, distribute, experiment
+        with signals.stop_on_signals(), contextlib.ExitStack() as held:
+            try:  # as lth_tf.main: every k's store locked, its configuration and files checked, before TensorFlow
+                base, ks, variants, root = parse()
+                if base.strategy != "default":
+                    raise config_lib.ConfigError("lth_tf.instability runs with the default strategy only")
+                for k in ks:
+                    cfg = stability.config_for(base, k, root)
+                    stores[k] = store_lib.Store(cfg.results_dir(), on_warning=cli._warn)
+                    cli.open_checked(held, cfg, stores[k])
+            except (config_lib.ConfigError, store_lib.StoreError) as e:
+                _fail(str(e))
+            _run(base, ks, variants, root, stores, printer)
+    except signals.Stopped as stop:
+        line = cli._stop_line(stop, stores.get(printer.k), printer.current, kept="finished rounds and pairs")
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
 
-    if base.strategy != "default":
-        _fail("lth_tf.instability runs with the default strategy only")
+
+def _run(base, ks, variants, root, stores, printer) -> None:
+    """The part that needs TensorFlow; every k's store is open and its trials are locked."""
+    from lth_tf import stability
+    from lth_tf import store as store_lib
+    logging.set_verbosity(logging.ERROR)
+    from lth_tf import data, distribute, experiment  # starts TensorFlow
+
     if base.deterministic:
         distribute.enable_determinism(base.seed)
     pairs = experiment.PairSpec(variants=variants, alphas=FLAGS.alphas,
@@ -127,21 +146,17 @@ def main(argv) -> None:
                                 train_subset=FLAGS.train_subset)
     try:
         dataset = data.load(base.dataset, base.data_dir, seed=base.seed)
-        printer = Printer(FLAGS.quiet)
         print(f"lth_tf.instability: {base.model} on {base.dataset} ({dataset.source}), k in {ks}, {base.rounds} "
               f"rounds x {base.round_iterations} iterations, trials {base.trial_ids()}, variants "
               f"{','.join(variants)}, {FLAGS.alphas} alphas, BatchNorm {pairs.bn}; results in {root}", flush=True)
-        lock = ".lock" if base.trial_index is None else f"trial_{base.trial_index}/.lock"
         rows = stability.sweep(base, ks, pairs, root, on_event=printer, dataset=dataset,
-                               threshold=FLAGS.stability_threshold, lock_name=lock)
+                               threshold=FLAGS.stability_threshold, stores=stores)
         stable = sum(1 for r in rows if r["stable"])
         print(f"lth_tf.instability: done in {time.perf_counter() - printer.began:.1f}s; {stable} of {len(rows)} "
               f"pairs stable (test instability < {FLAGS.stability_threshold}); tables: {root}/instability.csv, "
               f"{root}/instability_summary.csv", flush=True)
     except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
         _fail(str(e))
-    except KeyboardInterrupt:
-        _fail("interrupted; finished rounds and pairs are kept, run the same command again to resume", 130)
 
 
 def run() -> None:

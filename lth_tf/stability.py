@@ -42,20 +42,25 @@ def config_for(config: Config, k: int, root: str) -> Config:
 
 
 def sweep(config: Config, rewind_iterations, pairs, root: str, on_event=None, dataset=None,
-          threshold: float = 0.02, lock_name: str = ".lock") -> list:
+          threshold: float = 0.02, lock_name: str = ".lock", stores=None) -> list:
     """Runs every unfinished round and pair for each k; writes and returns the summary rows.
 
-    on_event(k, event) receives the experiment's events (lth_tf.experiment.Event)."""
+    on_event(k, event) receives the experiment's events (lth_tf.experiment.Event). stores: {k: Store} already
+    opened (locked, configuration checked) by the caller, as the command line does before TensorFlow starts;
+    the stores of other k are opened here with `lock_name`, one at a time."""
     from lth_tf import data as data_lib
     from lth_tf import experiment
 
     dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
     for k in rewind_iterations:
         cfg = config_for(config, k, root)
-        store = Store(cfg.results_dir())
         emit = (lambda event, k=k: on_event(k, event)) if on_event else None
-        with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock_name):
-            experiment.run(cfg, store, on_event=emit, dataset=dataset, pairs=pairs)
+        if stores and k in stores:
+            experiment.run(cfg, stores[k], on_event=emit, dataset=dataset, pairs=pairs)
+        else:
+            store = Store(cfg.results_dir())
+            with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock_name):
+                experiment.run(cfg, store, on_event=emit, dataset=dataset, pairs=pairs)
         write_tables(root, threshold)
     return write_tables(root, threshold)
 

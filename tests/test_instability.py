@@ -160,3 +160,55 @@ def test_report_draws_the_three_figures_from_the_tables(finished, tmp_path):
     assert names <= set(os.listdir(tmp_path))
     text = (tmp_path / "instability.md").read_text()
     assert text.count("| lottery | 0 |") == 2 and "| random | 1 |" in text
+
+
+REFUSED = ("import atexit, sys\n"
+           "atexit.register(lambda: print('imported:', ' '.join(m for m in ('tensorflow', 'lth_tf.data')\n"
+           "                                                   if m in sys.modules), flush=True))\n"
+           "from lth_tf import instability\ninstability.run()\n")
+
+
+def test_a_held_directory_or_a_changed_configuration_is_refused_in_one_line_before_tensorflow(tmp_path):
+    import fcntl
+    root, args = tmp_path / "inst", ["--dataset=mnist1d", "--rounds=0", "--iterations=20", "--eval_every=10",
+                                     "--rewind_iterations=0,10"]
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+
+    def refused(*extra):
+        out = subprocess.run([sys.executable, "-c", REFUSED, *args, *extra, f"--output_dir={root}"],
+                             capture_output=True, text=True, timeout=120, env=env,
+                             cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert out.returncode == 2 and out.stdout == "imported: \n", out  # no TensorFlow, no data loaded
+        assert len(out.stderr.splitlines()) == 1, out.stderr
+        return out.stderr.strip()
+
+    k10 = stability.store_dir(str(root), 10)
+    os.makedirs(k10)
+    with open(os.path.join(k10, ".lock"), "a") as held:  # another process runs k=10 (flock: per open file)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert refused() == f"lth_tf: error: another lth_tf process is running in '{k10}' (lock .lock is held)"
+    assert sorted(os.listdir(root)) == ["rewind_10"] and os.listdir(k10) == [".lock"]  # k=0's files removed again
+
+    cfg = stability.config_for(Config(dataset="mnist1d", rounds=0, iterations=20, eval_every=10).resolve(), 0,
+                               str(root))
+    store = Store(cfg.results_dir())
+    with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
+        pass
+    line = refused("--learning_rate=0.5")
+    assert line.startswith(f"lth_tf: error: '{cfg.results_dir()}' holds results of a different configuration "
+                           "(learning_rate: ") and line.endswith("; use another --output_dir")
+
+
+def test_a_stop_names_the_kept_backup_of_the_copy_being_trained(tmp_path):
+    import signal
+    from lth_tf import main as cli, signals
+    store = Store(str(tmp_path))
+    store.save_backup(0, "random", 2, {"meta": np.array('{"iteration": 30}')}, copy=1)
+    stop = signals.Stopped(signal.SIGTERM)
+    kept = "finished rounds and pairs"
+    assert cli._stop_line(stop, store, (0, "random/copy1", 2), kept) == (
+        "lth_tf: stopped by SIGTERM; finished rounds and pairs and the backup of trial 0 random round 2 copy 1 at "
+        "iteration 30 are kept; run the same command again to resume")
+    assert cli._stop_line(stop, store, (0, "random/copy0", 2), kept) == (
+        "lth_tf: stopped by SIGTERM; finished rounds and pairs are kept (trial 0 random round 2 copy 0 restarts: "
+        "no backup yet); run the same command again to resume")
