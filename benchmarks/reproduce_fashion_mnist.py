@@ -31,14 +31,15 @@ default: the Debian package's directory).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import REPO, Plan, fashion_subset, log  # noqa: E402
 
 ROUNDS, TRIALS, ITERATIONS, EVAL_EVERY = 15, 5, 2400, 100
 TRAIN_IMAGES, TEST_IMAGES = 12_000, 10_000  # 7,000 train + 5,000 validation; the whole test set
@@ -47,61 +48,6 @@ EARLY_STOP_LIMIT = 0.70  # the dense minimum must fall at or before 70% of the r
 LENET = ["--model=lenet300_100", "--dataset=fashion_mnist", "--optimizer=adam", "--learning_rate=0.0012",
          "--batch_size=60", "--prune_rate_fc=0.2", "--prune_rate_output=0.1", f"--eval_every={EVAL_EVERY}",
          f"--rounds={ROUNDS}"]
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def lth_main(args: list) -> None:
-    """Runs ``python -m lth_tf.main`` with `args`, echoing its round lines; exits with its tail if it fails."""
-    cmd = [sys.executable, "-m", "lth_tf.main", "--quiet", *args]
-    log("$ " + " ".join(cmd[1:]))
-    began = time.perf_counter()
-    tail = []
-    with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            tail = (tail + [line.rstrip()])[-15:]
-            if line.startswith(("trial ", "lth_tf")):
-                print("    " + line.rstrip(), flush=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"lth_tf.main failed (exit {proc.returncode}):\n" + "\n".join(tail))
-    log(f"finished in {time.perf_counter() - began:.0f}s")
-
-
-# ---- data ------------------------------------------------------------------------------------------
-
-def write_idx(path: str, array) -> None:
-    """Writes a uint8 array as a gzipped IDX file (the MNIST format: magic 0x0000 08 ndim, big-endian dims)."""
-    import numpy as np
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    tmp = path + ".tmp"
-    with gzip.open(tmp, "wb") as f:
-        f.write(header + array.tobytes())
-    os.replace(tmp, path)
-
-
-def fashion_subset(source_dir: str, out_dir: str) -> str:
-    """The first TRAIN_IMAGES training and TEST_IMAGES test images of Fashion-MNIST, as IDX files in out_dir."""
-    sys.path.insert(0, REPO)
-    from lth_tf.data import read_idx
-
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
-    os.makedirs(out_dir, exist_ok=True)
-    if all(os.path.exists(os.path.join(out_dir, n + ".gz")) for n in names):
-        return out_dir
-    for name in names:
-        src = os.path.join(source_dir, name + ".gz")
-        if not os.path.exists(src):
-            src = os.path.join(source_dir, name)
-        if not os.path.exists(src):
-            raise SystemExit(f"Fashion-MNIST not found in {source_dir} "
-                             "(apt-get install dataset-fashion-mnist, or pass --fashion_dir)")
-        count = TRAIN_IMAGES if name.startswith("train") else TEST_IMAGES
-        write_idx(os.path.join(out_dir, name + ".gz"), read_idx(src)[:count])
-    return out_dir
 
 
 # ---- runs --------------------------------------------------------------------------------------------
@@ -271,30 +217,17 @@ def main() -> None:
     opts = parser.parse_args()
     out = os.path.abspath(opts.out)
     os.makedirs(out, exist_ok=True)
-    timing_path = os.path.join(out, "timing.json")
-    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {"jobs": {}, "total_seconds": 0.0}
+    runs = Plan(out, opts.budget_minutes)
     plan = {"trials": opts.trials, "iterations": opts.iterations, "eval_every": EVAL_EVERY, "rounds": ROUNDS,
             "train_images": TRAIN_IMAGES, "test_images": TEST_IMAGES, "budget_minutes": opts.budget_minutes}
 
     if not opts.report_only:
-        data_dir = fashion_subset(opts.fashion_dir, os.path.join(out, "data", "fashion_mnist_12k"))
+        data_dir = fashion_subset(opts.fashion_dir, os.path.join(out, "data", "fashion_mnist_12k"), TRAIN_IMAGES,
+                                  TEST_IMAGES)
         for label, args, optional in jobs(out, data_dir, opts.trials, opts.iterations):
-            spent = timing.get("total_seconds", 0.0)
-            done = timing["jobs"].get(label + " (done)")
-            if optional and not done and spent > 0.8 * opts.budget_minutes * 60:
-                log(f"== {label}: skipped, {spent / 60:.0f} of {opts.budget_minutes:.0f} budget minutes spent")
-                continue
-            log(f"== {label}")
-            start = time.perf_counter()
-            lth_main(args)
-            # Accumulated over resumed runs, so the total is the time the whole plan took.
-            timing["jobs"][label] = timing["jobs"].get(label, 0.0) + time.perf_counter() - start
-            timing["jobs"][label + " (done)"] = 1
-            timing["total_seconds"] = timing.get("total_seconds", 0.0) + time.perf_counter() - start
-            with open(timing_path, "w") as f:
-                json.dump(timing, f, indent=1)
-        log(f"runs finished: {timing['total_seconds'] / 60:.1f} min in all")
-    log(f"summary: {build_report(out, plan, timing)}")
+            runs.run(label, "lth_tf.main", args, optional=optional)
+        log(f"runs finished: {runs.total_minutes:.1f} min in all")
+    log(f"summary: {build_report(out, plan, runs.timing)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The instability sweep on a tiny setting: copies, paths and tables have the method's properties, finished
 pairs are never trained again, and the command line answers bad input in one line."""
 import csv
+import glob
 import os
 import subprocess
 import sys
@@ -212,3 +213,25 @@ def test_a_stop_names_the_kept_backup_of_the_copy_being_trained(tmp_path):
     assert cli._stop_line(stop, store, (0, "random/copy0", 2), kept) == (
         "lth_tf: stopped by SIGTERM; finished rounds and pairs are kept (trial 0 random round 2 copy 0 restarts: "
         "no backup yet); run the same command again to resume")
+
+
+FLAGFILES = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags",
+                                          "instability_*.flags")))
+
+
+@pytest.mark.parametrize("path", FLAGFILES, ids=[os.path.basename(p) for p in FLAGFILES])
+def test_experiment_flagfiles_parse_into_a_sweep(path):
+    """Each flagfile names the paper, parses into a sweep with k = 0 among its rewind points, the lottery and
+    random-pruning pairs, and its own results directory."""
+    from lth_tf import instability
+
+    assert "Linear Mode Connectivity" in open(path).read()
+    instability.FLAGS.unparse_flags()
+    try:
+        instability.FLAGS(["lth_tf.instability", f"--flagfile={path}"])
+        base, ks, variants, root = instability.parse()
+    finally:
+        instability.FLAGS.unparse_flags()
+    assert ks[0] == 0 and len(ks) >= 3 and {"lottery", "random"} <= set(variants)
+    assert root == f"results/{os.path.basename(path)[:-len('.flags')]}" and base.rounds >= 10
+    assert instability.FLAGS["alphas"].default == 30
