@@ -150,6 +150,54 @@ def prune_oneshot_global(kernels_: dict, rates: dict, round_: int) -> Masks:
     return new
 
 
+def masks_from_scores(scores: dict, fractions: dict, scope: str = "layerwise", eligible: Masks | None = None) -> Masks:
+    """Masks keeping the highest `scores` (any sign; NaN counts as lowest) at `fractions` (layer -> fraction of
+    its weights kept), among the `eligible` entries (default all; the result is nested in them).
+
+    layerwise: each layer keeps ``keep_count(N, fraction)`` of its N weights. global: the layers with a fraction
+    below 1 are pooled and keep ``round(sum N * fraction)`` weights together, ranked by one threshold, each
+    layer's best eligible weight always among them; layers at fraction 1 keep their eligible weights.
+        masks = masks_from_scores(scores, expected_remaining(rates, 3), scope="global")
+    """
+    eligible = eligible or {name: np.ones(s.shape, bool) for name, s in scores.items()}
+    key = {name: np.where(eligible[name], np.nan_to_num(np.asarray(s, np.float64), nan=-np.inf), -np.inf)
+           for name, s in scores.items()}
+    out = {name: eligible[name].copy() for name in scores}
+    pooled = [name for name in scores if fractions.get(name, 1.0) < 1.0]
+    if scope == "layerwise":
+        for name in pooled:
+            k = key[name].ravel()
+            keep = min(keep_count(k.size, fractions[name]), int(eligible[name].sum()))
+            mask = np.zeros(k.size, bool)
+            mask[np.argsort(-k, kind="stable")[:keep]] = True
+            out[name] = mask.reshape(key[name].shape)
+        return out
+    if scope != "global":
+        raise ValueError(f"unknown scope '{scope}'; choose layerwise or global")
+    if not pooled:
+        return out
+    flat = np.concatenate([key[n].ravel() for n in pooled])
+    ok = np.concatenate([eligible[n].ravel() for n in pooled])
+    keep = min(int(round(sum(key[n].size * fractions[n] for n in pooled))), int(ok.sum()))
+    chosen = np.zeros(flat.size, bool)
+    start = 0
+    for n in pooled:  # reserve each layer's best eligible weight: a layer is never cut off
+        size = key[n].size
+        if eligible[n].any() and keep > 0:
+            where = np.flatnonzero(ok[start:start + size])
+            chosen[start + where[int(np.argmax(flat[start:start + size][where]))]] = True
+        start += size
+    order = np.argsort(-flat, kind="stable")
+    rest = order[ok[order] & ~chosen[order]]
+    chosen[rest[:max(0, keep - int(chosen.sum()))]] = True
+    start = 0
+    for n in pooled:
+        size = key[n].size
+        out[n] = chosen[start:start + size].reshape(key[n].shape)
+        start += size
+    return out
+
+
 def expected_remaining(rates: dict, round_: int) -> dict:
     """Fraction of each layer's weights left after `round_` iterative rounds: (1 - rate) ** round."""
     return {name: (1.0 - rate) ** round_ for name, rate in rates.items()}
