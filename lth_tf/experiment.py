@@ -227,7 +227,8 @@ class _Trial:
 
     # ---- pruning at initialization -------------------------------------------------------------------
     def at_init_masks(self, round_: int, start: dict, invert: bool = False) -> dict:
-        """The method's masks for `round_`, scored on `start` (W_0 or W_k): one shot to (1 - rate) ** round_.
+        """The method's masks for `round_`, scored on `start` (W_0 or W_k): one shot to the exact weight count
+        IMP keeps at round `round_` (`pruning.level_counts`, per layer or per global pool).
         A pure function of (trial seed, round): a resumed or inverted round scores the same batch."""
         c = self.config
         rewind.restore(self.model, start, masks={})
@@ -235,9 +236,10 @@ class _Trial:
         if c.pruning in init_scores.NEEDS_DATA:
             x, y = init_scores.batch_per_class(self.data.x_train, self.data.y_train, c.score_examples_per_class,
                                                np.random.default_rng([self.seed, round_, 3]))
+        sizes = {name: m.size for name, m in pruning.full_masks(self.model).items()}
         return init_scores.masks_at_level(
-            c.pruning, self.model, pruning.expected_remaining(self.rates, round_), c.pruning_scope, x, y,
-            rng=np.random.default_rng([self.seed, round_, 4]), invert=invert,
+            c.pruning, self.model, pruning.level_counts(sizes, self.rates, round_, c.pruning_scope),
+            c.pruning_scope, x, y, rng=np.random.default_rng([self.seed, round_, 4]), invert=invert,
             synflow_iterations=c.synflow_iterations or 100)
 
     # ---- the paper's controls ------------------------------------------------------------------------
@@ -279,8 +281,8 @@ class _Trial:
         trained = self.store.load_round(self.trial, "lottery", source, "weights")
         eligible = self.store.load_round(self.trial, "lottery", source, "masks")
         scores = {name: -np.abs(kernel) for name, kernel in _kernels(trained, ticket).items()}
-        return pruning.masks_from_scores(scores, {n: float(m.sum()) / m.size for n, m in ticket.items()},
-                                         "layerwise", eligible=eligible)
+        return pruning.masks_from_scores(scores, {n: int(m.sum()) for n, m in ticket.items()}, "layerwise",
+                                         eligible=eligible)
 
     # ---- instability analysis (Frankle et al., ICML 2020) -------------------------------------------
     def run_pairs(self) -> None:

@@ -11,25 +11,33 @@ GraSP's, as its paper defines it (see `keep_scores`, which turns every method in
   snip            s = |w * dL/dw|, L the cross-entropy of a batch of training data (Lee, Ajanthan & Torr,
                   "SNIP: Single-shot Network Pruning based on Connection Sensitivity", ICLR 2019).
   grasp           S = -w * (H g), g = dL/dw and H the Hessian of L with respect to the kernels, L the
-                  cross-entropy of the logits divided by a temperature of 200, on a batch of training data; the
-                  weights with the *highest* S are pruned (Wang, Zhang & Grosse, "Picking Winning Tickets Before
-                  Training by Preserving Gradient Flow", ICLR 2020, Algorithm 1: keep S < threshold). H g is one
-                  Hessian-vector product: the gradient of g_stopped . g.
+                  cross-entropy of the logits divided by a temperature of 200, on a batch of training data. H g is
+                  one Hessian-vector product: the gradient of g_stopped . g. Which end is pruned, precisely: the
+                  weights with the *highest* S = -w * (H g) are pruned (equivalently the *lowest* w * (H g)), as in
+                  Wang, Zhang & Grosse, "Picking Winning Tickets Before Training by Preserving Gradient Flow" (ICLR
+                  2020), Algorithm 1 (the mask keeps S below a threshold) and the authors' code (pruner/GraSP.py
+                  keeps -theta * Hg <= the threshold of the top scores to remove).
+                  `grasp` returns S itself; `keep_scores` ranks by -S = w * (H g), lowest pruned.
   synflow         s = |w * dR/dw| with every parameter replaced by its absolute value (BatchNorm scale, shift and
                   moving statistics included, as Tanaka et al.'s code does), R = sum of the outputs for one all-ones
                   input, no data at all; pruned and re-scored over 100 iterations, the kept fraction following the
-                  exponential schedule f ** (i / n), i = 1..n, to the target f (Tanaka, Kunin, Yamins & Ganguli,
+                  exponential schedule f ** (i / n), i = 1..n, to the target f (`pruning.scheduled_counts`; the last
+                  iteration keeps the target's exact count) (Tanaka, Kunin, Yamins & Ganguli,
                   "Pruning neural networks without any data by iteratively conserving synaptic flow", NeurIPS
                   2020). Computed in float64, since R is a product over all layers.
+
+Levels: the methods prune to the exact weight counts IMP reaches after r rounds (`pruning.level_counts`:
+per layer, or per pool of layers sharing a rate with global scope, as IMP's global pruning pools them), using
+lth_tf.ranking's keep-count rule, so every method's round r has IMP's weight count to the weight.
 
 Ablations (Frankle et al. 2021, Section 5): ``shuffle`` (`shuffle_masks`: each layer's mask permuted at random,
 same count per layer), ``reinit`` (the mask kept, weights drawn afresh from the initializers: the experiment
 builds a fresh network) and ``invert`` (`masks_at_level(..., invert=True)`: the highest-ranked weights pruned
-instead of the lowest, i.e. the complement ranking; for SynFlow at every iteration, as Tanaka et al.'s code).
+instead of the lowest, i.e. the complement ranking at the same count; for SynFlow at every iteration).
 
     >>> scores = init_scores.snip(model, x, y)                     # {layer: |w * g|}
-    >>> fractions = pruning.expected_remaining(rates, round_)      # the level IMP reaches at round_
-    >>> masks = init_scores.masks_at_level("synflow", model, fractions, scope="global")
+    >>> counts = pruning.level_counts(sizes, rates, round_, "global")   # IMP's exact count at round_
+    >>> masks = init_scores.masks_at_level("synflow", model, counts, scope="global")
 """
 from __future__ import annotations
 
@@ -152,22 +160,24 @@ def keep_scores(method: str, model, x=None, y=None, rng=None) -> dict:
 
 # ---- masks ---------------------------------------------------------------------------------------------------
 
-def masks_at_level(method: str, model, fractions: dict, scope: str = "layerwise", x=None, y=None, rng=None,
+def masks_at_level(method: str, model, counts: dict, scope: str = "layerwise", x=None, y=None, rng=None,
                    invert: bool = False, synflow_iterations: int = 100) -> dict:
-    """Masks keeping `fractions[layer]` of each layer's weights (layerwise) or their total (global), pruning the
-    lowest-ranked weights of `method` (the highest with `invert`). SynFlow prunes iteratively, the rest at once.
+    """Masks keeping `counts` weights (`pruning.level_counts`: per layer, or per pool with global scope),
+    pruning the lowest-ranked weights of `method` (the highest with `invert`). SynFlow prunes iteratively, the
+    rest at once.
 
     The model's current weights are scored (restore the initial or W_k weights first); it is not changed.
     """
     sign = -1.0 if invert else 1.0
     if method != "synflow":
         scores = keep_scores(method, model, x, y, rng)
-        return pruning.masks_from_scores({n: sign * s for n, s in scores.items()}, fractions, scope)
+        return pruning.masks_from_scores({n: sign * s for n, s in scores.items()}, counts, scope)
     masks = pruning.full_masks(model)
+    sizes = {name: m.size for name, m in masks.items()}
     copy = _float64_abs_clone(model)
     for i in range(1, synflow_iterations + 1):
         scores = synflow_scores(model, masks, _clone=copy)
-        step = {name: f ** (i / synflow_iterations) for name, f in fractions.items()}
+        step = pruning.scheduled_counts(counts, sizes, i, synflow_iterations)
         masks = pruning.masks_from_scores({n: sign * s for n, s in scores.items()}, step, scope, eligible=masks)
     return masks
 

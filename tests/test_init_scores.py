@@ -75,12 +75,17 @@ def test_grasp_hessian_gradient_product_matches_finite_differences():
 
 
 def test_grasp_prunes_its_highest_scores():
+    # S = -w * (H g): the highest S are pruned (Wang et al. 2020, Algorithm 1), i.e. the lowest w * (H g).
     model = two_layer("tanh")
     x, y = data()
     s = init_scores.grasp(model, x, y)
-    masks = init_scores.masks_at_level("grasp", model, {"fc1": 0.5, "output": 1.0}, x=x, y=y)
+    masks = init_scores.masks_at_level("grasp", model, {"fc1": 6}, x=x, y=y)
     kept, dropped = s["fc1"][masks["fc1"]], s["fc1"][~masks["fc1"]]
-    assert kept.max() <= dropped.min()
+    assert masks["fc1"].sum() == 6 and kept.max() <= dropped.min()
+    assert masks["output"].all()  # named in no count: not pruned
+    keep = init_scores.keep_scores("grasp", model, x, y)
+    w = model.get_layer("fc1").kernel.numpy()
+    np.testing.assert_allclose(keep["fc1"], w * init_scores.hessian_gradient_product(model, x, y)["fc1"])
 
 
 def test_synflow_uses_no_data_and_leaves_the_model_alone():
@@ -123,41 +128,70 @@ def small_model():
     return keras.Model(x, keras.layers.Dense(3, name="output")(h))
 
 
+def imp_counts(model, rates, round_, scope):
+    """What IMP itself keeps after `round_` rounds, by running its pruning steps on random kernels."""
+    rng = np.random.default_rng(5)
+    masks = pruning.full_masks(model)
+    prune = pruning.prune_global if scope == "global" else pruning.prune
+    for _ in range(round_):
+        masks = prune({n: rng.normal(size=m.shape) for n, m in masks.items()}, masks, rates)
+    return {n: int(m.sum()) for n, m in masks.items()}
+
+
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
 @pytest.mark.parametrize("method", init_scores.METHODS)
-def test_every_method_reaches_the_levels_exact_weight_count(method, scope):
+def test_every_method_reaches_imps_exact_weight_count(method, scope):
     model = small_model()
     rates = {"fc1": 0.5, "fc2": 0.5, "output": 0.25}
+    sizes = {n: m.size for n, m in pruning.full_masks(model).items()}
     x, y = data(n=30, inputs=10, classes=3)
-    for round_ in (1, 3):
-        fractions = pruning.expected_remaining(rates, round_)
-        masks = init_scores.masks_at_level(method, model, fractions, scope, x=x, y=y,
+    for round_ in (1, 3, 6):
+        counts = pruning.level_counts(sizes, rates, round_, scope)
+        masks = init_scores.masks_at_level(method, model, counts, scope, x=x, y=y,
                                            rng=np.random.default_rng(0), synflow_iterations=5)
-        sizes = {n: m.size for n, m in masks.items()}
+        got, imp = {n: int(m.sum()) for n, m in masks.items()}, imp_counts(model, rates, round_, scope)
         if scope == "layerwise":
-            assert {n: int(m.sum()) for n, m in masks.items()} == {
-                n: pruning.keep_count(sizes[n], fractions[n]) for n in masks}
-        else:
-            assert sum(int(m.sum()) for m in masks.values()) == round(sum(sizes[n] * fractions[n] for n in masks))
+            assert got == imp
+        else:  # per pool of layers sharing a rate, as IMP's global pruning pools them
+            assert got["output"] == imp["output"] and got["fc1"] + got["fc2"] == imp["fc1"] + imp["fc2"]
             assert all(m.any() for m in masks.values())
+        assert sum(got.values()) == sum(imp.values())
+
+
+def test_level_counts_follow_imp_round_by_round_not_the_rounded_fraction():
+    # IMP at rate 0.2 on 300 weights: 240, 192, 154, 123, 98, 78; round(300 * 0.8 ** 6) would be 79.
+    assert pruning.level_counts({"a": 300}, {"a": 0.2}, 6) == {"a": 78}
+    assert pruning.keep_count(300, 0.8 ** 6) == 79
+    sizes, rates = {"a": 5, "b": 7, "c": 13}, {"a": 0.5, "b": 0.5, "c": 0.5}
+    assert pruning.level_counts(sizes, rates, 2) == {"a": 1, "b": 2, "c": 3}  # 5 -> 2 -> 1, 7 -> 4 -> 2, 13 -> 6 -> 3
+    assert pruning.level_counts(sizes, rates, 2, "global") == {("a", "b", "c"): 6}  # 25 -> 12 -> 6
+    assert pruning.level_counts(sizes, {"a": 0.5}, 1, "global") == {("a",): 2}  # rate 0: in no pool
+    assert pruning.level_counts({"a": 100}, {"a": 0.2}, 0) == {"a": 100}
+
+
+def test_scheduled_counts_end_at_the_target():
+    sizes = {"a": 1000}
+    steps = [pruning.scheduled_counts({"a": 10}, sizes, i, 4)["a"] for i in range(1, 5)]
+    assert steps == [316, 100, 32, 10] and steps == sorted(steps, reverse=True)
 
 
 def test_masks_from_scores_global_ranks_signed_scores_across_layers():
     scores = {"a": np.array([-5.0, -1.0, 3.0, 0.5]), "b": np.array([-4.0, 2.0, -3.0, -0.2]),
               "c": np.array([-9.0, -9.0])}
-    masks = pruning.masks_from_scores(scores, {"a": 0.5, "b": 0.5, "c": 1.0}, "global")
+    masks = pruning.masks_from_scores(scores, {("a", "b"): 4}, "global")
     assert masks["a"].tolist() == [False, False, True, True]
     assert masks["b"].tolist() == [False, True, False, True]
-    assert masks["c"].all()  # fraction 1: outside the pool
+    assert masks["c"].all()  # in no pool: not pruned
 
 
 def test_invert_keeps_exactly_the_complement_ranking():
     model = small_model()
-    fractions = {"fc1": 0.25, "fc2": 0.5, "output": 1.0}
-    complement = {"fc1": 0.75, "fc2": 0.5, "output": 1.0}
-    for method in ("magnitude_init", "synflow"):
-        normal = init_scores.masks_at_level(method, model, complement, synflow_iterations=1)
-        inverted = init_scores.masks_at_level(method, model, fractions, invert=True, synflow_iterations=1)
+    counts = {"fc1": 30, "fc2": 48}  # of 120 and 96
+    complement = {"fc1": 90, "fc2": 48}
+    x, y = data(n=30, inputs=10, classes=3)
+    for method in ("magnitude_init", "snip", "grasp", "synflow"):
+        normal = init_scores.masks_at_level(method, model, complement, x=x, y=y, synflow_iterations=1)
+        inverted = init_scores.masks_at_level(method, model, counts, x=x, y=y, invert=True, synflow_iterations=1)
         for name in ("fc1", "fc2"):
             np.testing.assert_array_equal(inverted[name], ~normal[name])
         assert inverted["output"].all()
@@ -165,7 +199,7 @@ def test_invert_keeps_exactly_the_complement_ranking():
 
 def test_shuffle_keeps_per_layer_counts_and_moves_positions():
     model = small_model()
-    masks = init_scores.masks_at_level("magnitude_init", model, {"fc1": 0.3, "fc2": 0.5, "output": 1.0})
+    masks = init_scores.masks_at_level("magnitude_init", model, {"fc1": 36, "fc2": 48})
     shuffled = init_scores.shuffle_masks(masks, np.random.default_rng(0))
     for name in masks:
         assert shuffled[name].shape == masks[name].shape and shuffled[name].sum() == masks[name].sum()
