@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from lth_tf import pruning
 from lth_tf.config import Config, ConfigError
 
 from test_main import TINY, error_line, lth
@@ -55,6 +56,35 @@ def test_snip_with_its_three_ablations_end_to_end(tmp_path):
     again = lth(*TINY, "--pruning=snip", "--ablation=none,shuffle,reinit,invert", "--pruning_scope=global",
                 f"--output_dir={out}")
     assert again.returncode == 0 and again.stdout.count("already finished") == 5
+
+
+def test_at_init_with_late_rewinding_scores_w_k_and_trains_from_k_to_t(tmp_path):
+    # --rewind_iteration=10 of 30: the method scores W_k (round 0's iteration-10 weights) and its rounds train the
+    # 20 steps from 10 to 30 from W_k under its mask, the lottery rounds' late-rewinding path; so do its ablations.
+    out = str(tmp_path / "late")
+    result = lth(*TINY, "--rounds=2", "--pruning=magnitude_init", "--rewind_iteration=10", "--ablation=shuffle",
+                 f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(out, "results.csv")) as f:
+        rows = {(r["variant"], int(r["round"])): r for r in csv.DictReader(f)}
+    assert sorted(rows) == [("lottery", 0), ("lottery", 1), ("lottery", 2), ("shuffle", 1), ("shuffle", 2)]
+    assert int(rows[("lottery", 0)]["iterations"]) == 30
+    w_k = dict(np.load(os.path.join(out, "trial_0", "rewind_weights.npz")))
+    initial = dict(np.load(os.path.join(out, "trial_0", "initial_weights.npz")))
+    assert not np.allclose(w_k["fc1/kernel"], initial["fc1/kernel"])
+    sizes = {n: m.size for n, m in load(out, "lottery", 1, "masks").items()}
+    for r in (1, 2):
+        assert int(rows[("lottery", r)]["iterations"]) == 20 and int(rows[("shuffle", r)]["iterations"]) == 20
+        masks, start = load(out, "lottery", r, "masks"), load(out, "lottery", r, "start_weights")
+        expect = pruning.level_counts(sizes, {"fc1": 0.2, "fc2": 0.2, "output": 0.1}, r)
+        assert counts(masks) == expect
+        for name, mask in masks.items():
+            w = np.abs(w_k[f"{name}/kernel"])
+            assert w[mask].min() >= w[~mask].max()  # the largest |W_k| kept, not the largest |W_0|
+            np.testing.assert_array_equal(start[f"{name}/kernel"], w_k[f"{name}/kernel"] * mask)
+        assert counts(load(out, "shuffle", r, "masks")) == expect
+        np.testing.assert_array_equal(load(out, "shuffle", r, "start_weights")["fc2/kernel"],
+                                      w_k["fc2/kernel"] * load(out, "shuffle", r, "masks")["fc2"])
 
 
 def test_imp_inverted_keeps_the_ticket_counts_among_the_smallest(tmp_path):
