@@ -17,8 +17,12 @@ import math
 
 from lth_tf import specs  # static facts only: validation must not start TensorFlow
 
-VARIANTS = ("lottery", "reinit", "rearrange")
-PRUNING = ("iterative", "oneshot")
+VARIANTS = ("lottery", "reinit", "rearrange", "shuffle", "invert")
+# Pruning at initialization (Frankle et al., ICLR 2021): one-shot scores at W_0 (or W_k), see init_scores.
+AT_INIT = ("random", "magnitude_init", "snip", "grasp", "synflow")
+PRUNING = ("iterative", "oneshot") + AT_INIT
+# --ablation: the sanity checks of Frankle et al. (2021), each stored as a variant; none is the method itself.
+ABLATIONS = {"none": "lottery", "shuffle": "shuffle", "reinit": "reinit", "invert": "invert"}
 PRUNE_LAYERS = ("all", "conv", "fc")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adam")
@@ -27,7 +31,9 @@ PRUNING_SCOPES = ("layerwise", "global")
 
 # Fields that do not change the contents of a finished round: they may differ between runs in one directory.
 _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
-                 "tensorboard", "deterministic", "verbose"}
+                 "tensorboard", "deterministic", "verbose", "ablation"}
+# Identity fields added later: left out of the identity while None, so older directories keep their hash.
+_OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
 
 
 class ConfigError(ValueError):
@@ -65,6 +71,9 @@ class Config:
     deterministic: bool = False
     tensorboard: bool = False
     trainer: str = "masked"  # masked (fast) | tfmot (the reference: tfmot's wrappers train the round)
+    ablation: tuple = ()  # names in ABLATIONS; resolve() adds their variants to `variants`
+    score_examples_per_class: int | None = None  # SNIP/GraSP batch (None: 10 for those methods)
+    synflow_iterations: int | None = None  # None: 100 with --pruning=synflow
 
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
@@ -92,6 +101,17 @@ class Config:
             variants=tuple(self.variants),
             pruning_scope=self.pruning_scope or ("global" if spec.global_pruning else "layerwise"),
         )
+        unknown = [a for a in self.ablation if a not in ABLATIONS]
+        if unknown:
+            raise ConfigError(f"unknown ablation '{','.join(unknown)}'; choose from: {', '.join(ABLATIONS)}")
+        variants = list(filled.variants)
+        variants += [ABLATIONS[a] for a in self.ablation if ABLATIONS[a] not in variants]
+        filled = dataclasses.replace(
+            filled, ablation=tuple(self.ablation), variants=tuple(variants),
+            score_examples_per_class=(self.score_examples_per_class if self.score_examples_per_class is not None
+                                      else 10 if self.pruning in ("snip", "grasp") else None),
+            synflow_iterations=(self.synflow_iterations if self.synflow_iterations is not None
+                                else 100 if self.pruning == "synflow" else None))
         if filled.epochs is None and filled.iterations is None and spec.epochs is not None:
             filled = dataclasses.replace(filled, epochs=spec.epochs)  # the paper gives epochs (arXiv v1, Figure 1)
         elif filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
@@ -130,6 +150,10 @@ class Config:
              f"--prune_layers must be one of {', '.join(PRUNE_LAYERS)}, got '{self.prune_layers}'")
         need(self.pruning_scope in PRUNING_SCOPES,
              f"--pruning_scope must be one of {', '.join(PRUNING_SCOPES)}, got '{self.pruning_scope}'")
+        need(self.score_examples_per_class is None or self.score_examples_per_class > 0,
+             f"--score_examples_per_class must be positive, got {self.score_examples_per_class}")
+        need(self.synflow_iterations is None or self.synflow_iterations > 0,
+             f"--synflow_iterations must be positive, got {self.synflow_iterations}")
         need(self.trainer in TRAINERS, f"--trainer must be one of {', '.join(TRAINERS)}, got '{self.trainer}'")
         need(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}")
         need(len(self.variants) > 0, "--variants must name at least one variant")
@@ -154,7 +178,8 @@ class Config:
 
     def identity(self) -> dict:
         """The fields that define what a round's results mean."""
-        return {k: v for k, v in sorted(dataclasses.asdict(self).items()) if k not in _NOT_IDENTITY}
+        return {k: v for k, v in sorted(dataclasses.asdict(self).items())
+                if k not in _NOT_IDENTITY and not (k in _OPTIONAL_IDENTITY and v is None)}
 
     def identity_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, default=str)
@@ -163,6 +188,7 @@ class Config:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["variants"] = list(self.variants)
+        d["ablation"] = list(self.ablation)
         d["round_iterations"] = self.round_iterations
         return d
 

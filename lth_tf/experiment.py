@@ -8,7 +8,14 @@ For each trial:
      (--rewind_iteration=k) the survivors rewind to their iteration-k values and train from iteration k to
      T, the learning-rate schedule continuing from k, with a fresh optimizer (as open_lth does);
   3. controls reuse the lottery masks of each round: `reinit` starts from a fresh draw of the initialiser,
-     `rearrange` moves each layer's surviving initial values to random positions.
+     `rearrange` moves each layer's surviving initial values to random positions, `shuffle` permutes each
+     layer's mask over the initial values left in place, `invert` keeps the weights the pruning would remove
+     (per layer the ticket's count, the lowest magnitudes of the network the ticket was pruned from).
+Pruning at initialization (--pruning=random|magnitude_init|snip|grasp|synflow; Frankle et al., ICLR 2021):
+round 0 trains the dense network as above (the reference, and W_k's source with --rewind_iteration=k); each
+round r >= 1 scores W_0 (or W_k) with the method (`init_scores`), masks it in one shot at the level IMP reaches
+at round r ((1 - rate) ** r, per layer or globally) and trains once, like a lottery round. The controls apply to
+these masks the same way (`invert` prunes the method's highest scores instead of its lowest).
 A round whose result is already stored is skipped, so running the same command again resumes.
 
 With `pairs=PairSpec(...)` each trial then runs the instability analysis of Frankle et al. (ICML 2020) on its
@@ -30,8 +37,8 @@ import numpy as np
 import tf_keras as keras
 
 from lth_tf import data as data_lib
-from lth_tf import interpolation, models, pruning, rewind, summaries, training
-from lth_tf.config import Config
+from lth_tf import init_scores, interpolation, models, pruning, rewind, summaries, training
+from lth_tf.config import AT_INIT, Config
 from lth_tf.store import Store
 
 
@@ -190,7 +197,9 @@ class _Trial:
                 # Only the last finished round's weights are needed, to prune the next one.
                 trained = self.store.load_round(trial, "lottery", r, "weights") if next_pending else None
                 continue
-            if r > 0 and c.pruning == "oneshot":
+            if r > 0 and c.pruning in AT_INIT:
+                masks = self.at_init_masks(r, self._rewind_target(rewind_to))
+            elif r > 0 and c.pruning == "oneshot":
                 if round0 is None:
                     round0 = self.store.load_round(trial, "lottery", 0, "weights")
                 if c.pruning_scope == "global":
@@ -206,11 +215,32 @@ class _Trial:
                 rewind_to = result.rewind_weights if record else self.initial
                 round0 = trained
             else:
-                if rewind_to is None:  # only with --rewind_iteration > 0: the iteration-k weights were lost
-                    raise RuntimeError(f"{self.store.trial_dir(trial)}/rewind_weights.npz is missing; delete "
-                                       f"{self.store.round_dir(trial, 'lottery', 0)} to train round 0 again")
                 # Late rewinding: from the iteration-k weights, the k..T part of the schedule.
-                _, trained = self.train_round("lottery", r, rewind_to, masks, start_iteration=c.rewind_iteration)
+                _, trained = self.train_round("lottery", r, self._rewind_target(rewind_to), masks,
+                                              start_iteration=c.rewind_iteration)
+
+    def _rewind_target(self, rewind_to):
+        if rewind_to is None:  # only with --rewind_iteration > 0: the iteration-k weights were lost
+            raise RuntimeError(f"{self.store.trial_dir(self.trial)}/rewind_weights.npz is missing; delete "
+                               f"{self.store.round_dir(self.trial, 'lottery', 0)} to train round 0 again")
+        return rewind_to
+
+    # ---- pruning at initialization -------------------------------------------------------------------
+    def at_init_masks(self, round_: int, start: dict, invert: bool = False) -> dict:
+        """The method's masks for `round_`, scored on `start` (W_0 or W_k): one shot to the exact weight count
+        IMP keeps at round `round_` (`pruning.level_counts`, per layer or per global pool).
+        A pure function of (trial seed, round): a resumed or inverted round scores the same batch."""
+        c = self.config
+        rewind.restore(self.model, start, masks={})
+        x = y = None
+        if c.pruning in init_scores.NEEDS_DATA:
+            x, y = init_scores.batch_per_class(self.data.x_train, self.data.y_train, c.score_examples_per_class,
+                                               np.random.default_rng([self.seed, round_, 3]))
+        sizes = {name: m.size for name, m in pruning.full_masks(self.model).items()}
+        return init_scores.masks_at_level(
+            c.pruning, self.model, pruning.level_counts(sizes, self.rates, round_, c.pruning_scope),
+            c.pruning_scope, x, y, rng=np.random.default_rng([self.seed, round_, 4]), invert=invert,
+            synflow_iterations=c.synflow_iterations or 100)
 
     # ---- the paper's controls ------------------------------------------------------------------------
     def reinit_start(self, rng) -> dict:
@@ -229,6 +259,10 @@ class _Trial:
             rng = np.random.default_rng([self.seed, r, 1 if variant == "reinit" else 2])
             if variant == "reinit":
                 start = self.reinit_start(rng)
+            elif variant == "shuffle":  # same count per layer, random positions, initial values left in place
+                masks, start = init_scores.shuffle_masks(masks, rng), dict(rewind_to)
+            elif variant == "invert":
+                masks, start = self.inverted_masks(r, masks, rewind_to), dict(rewind_to)
             else:  # rearrange: same count per layer, random positions, the ticket's initial values
                 masks, moved = pruning.rearrange(masks, _kernels(rewind_to, masks), rng)
                 start = dict(rewind_to)
@@ -236,6 +270,19 @@ class _Trial:
             # The controls train what the ticket trains: from iteration k (0 without late rewinding) to T.
             self.train_round(variant, r, start, masks, start_iteration=c.rewind_iteration)
 
+    def inverted_masks(self, round_: int, ticket: dict, rewind_to: dict) -> dict:
+        """`invert`: the weights the round's pruning step would remove are kept instead."""
+        c = self.config
+        if c.pruning in AT_INIT:
+            return self.at_init_masks(round_, rewind_to, invert=True)
+        # IMP: per layer the ticket's count, among the weights the ticket was pruned from (the previous round's
+        # survivors, or all of round 0's for one-shot), those of the smallest trained magnitudes.
+        source = 0 if c.pruning == "oneshot" else round_ - 1
+        trained = self.store.load_round(self.trial, "lottery", source, "weights")
+        eligible = self.store.load_round(self.trial, "lottery", source, "masks")
+        scores = {name: -np.abs(kernel) for name, kernel in _kernels(trained, ticket).items()}
+        return pruning.masks_from_scores(scores, {n: int(m.sum()) for n, m in ticket.items()}, "layerwise",
+                                         eligible=eligible)
 
     # ---- instability analysis (Frankle et al., ICML 2020) -------------------------------------------
     def run_pairs(self) -> None:

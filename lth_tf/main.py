@@ -41,8 +41,18 @@ flags.DEFINE_enum("pruning_scope", None, list(config_lib.PRUNING_SCOPES),
 flags.DEFINE_enum("trainer", D.trainer, list(config_lib.TRAINERS),
                   "masked: lth_tf's fast path (gradients of pruned weights zeroed); tfmot: the reference, "
                   "training tfmot's PruneLowMagnitude wrappers with the mask held fixed.")
-flags.DEFINE_enum("pruning", D.pruning, list(config_lib.PRUNING), "Iterative or one-shot pruning.")
-flags.DEFINE_list("variants", list(D.variants), "Comma-separated: lottery, reinit, rearrange.")
+flags.DEFINE_enum("pruning", D.pruning, list(config_lib.PRUNING),
+                  "iterative (IMP) or oneshot magnitude pruning after training; or pruning at initialization "
+                  "(Frankle et al. 2021): random, magnitude_init, snip, grasp, synflow score W_0 (W_k with "
+                  "--rewind_iteration) and prune in one shot to IMP's exact weight count at each round.")
+flags.DEFINE_list("ablation", [], "Sanity checks of pruning at initialization, each stored as a variant "
+                  "(comma-separated): none (the method itself, variant lottery), shuffle (masks permuted within "
+                  "each layer), reinit (masks kept, weights drawn afresh), invert (highest scores pruned). "
+                  "With --pruning=random|magnitude_init|snip|grasp|synflow, or iterative/oneshot (IMP).")
+flags.DEFINE_integer("score_examples_per_class", None, "SNIP and GraSP score on this many training examples "
+                     "per class (default 10).")
+flags.DEFINE_integer("synflow_iterations", None, "SynFlow's pruning iterations to each level (default 100).")
+flags.DEFINE_list("variants", list(D.variants), "Comma-separated: lottery, reinit, rearrange, shuffle, invert.")
 flags.DEFINE_integer("rewind_iteration", D.rewind_iteration, "Rewind to the weights after this many iterations.")
 flags.DEFINE_float("dropout", D.dropout, "Dropout rate after hidden dense layers.")
 flags.DEFINE_integer("eval_every", D.eval_every, "Evaluate validation and test sets every N iterations.")
@@ -59,11 +69,13 @@ _FIELDS = ("model", "dataset", "data_dir", "output_dir", "rounds", "epochs", "it
            "learning_rate", "optimizer", "momentum", "prune_rate_fc", "prune_rate_conv", "prune_rate_output",
            "prune_layers", "pruning_scope", "trainer", "pruning", "rewind_iteration", "dropout", "eval_every", "trials", "trial_index",
            "seed", "mixed_precision", "strategy", "deterministic", "tensorboard")
+_FIELDS += ("score_examples_per_class", "synflow_iterations")
 
 
 def config_from_flags() -> config_lib.Config:
     values = {name: FLAGS[name].value for name in _FIELDS}
     values["variants"] = tuple(v.strip() for v in FLAGS.variants if v.strip())
+    values["ablation"] = tuple(a.strip() for a in FLAGS.ablation if a.strip())
     return config_lib.Config(**values).resolve()
 
 

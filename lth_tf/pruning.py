@@ -150,6 +150,92 @@ def prune_oneshot_global(kernels_: dict, rates: dict, round_: int) -> Masks:
     return new
 
 
+def level_counts(sizes: dict, rates: dict, round_: int, scope: str = "layerwise") -> dict:
+    """The exact number of weights IMP keeps after `round_` iterative rounds, so that a one-shot method pruned to
+    that level (`masks_from_scores`) has IMP's weight count, to the weight.
+
+    layerwise: {layer: count}, `keep_count` applied round after round to the survivors (as `prune`).
+    global: {tuple of layers: count} for each pool of layers sharing a rate (as `prune_global`: the pool keeps
+    round(survivors * (1 - rate)) per round, at least one weight per layer). Layers at rate 0 are left out:
+    they keep all their weights.
+        counts = level_counts({n: m.size for n, m in full_masks(model).items()}, rates, 3, "global")
+    """
+    if scope == "layerwise":
+        out = {}
+        for name, n in sizes.items():
+            k = int(n)
+            for _ in range(round_):
+                k = keep_count(k, 1.0 - rates.get(name, 0.0))
+            out[name] = k
+        return out
+    if scope != "global":
+        raise ValueError(f"unknown scope '{scope}'; choose layerwise or global")
+    out = {}
+    for rate, names in _global_pool({n: rates.get(n, 0.0) for n in sizes}).items():
+        k = sum(int(sizes[n]) for n in names)
+        for _ in range(round_):
+            k = max(int(round(k * (1.0 - rate))), min(k, len(names)))  # each layer's best weight is reserved
+        out[tuple(names)] = k
+    return out
+
+
+def masks_from_scores(scores: dict, counts: dict, scope: str = "layerwise", eligible: Masks | None = None) -> Masks:
+    """Masks keeping the `counts` highest `scores` (any sign; NaN counts as lowest) among the `eligible` entries
+    (default all; the result is nested in them). Ties are broken by position (stable sort).
+
+    layerwise: `counts` is {layer: weights kept}; global: {tuple of layers: weights kept by the pool together},
+    ranked by one threshold, each layer's best eligible weight always among them (a layer is never cut off), as
+    `level_counts` gives them. Layers named in no key keep their eligible weights.
+        masks = masks_from_scores(scores, level_counts(sizes, rates, 3, "global"), scope="global")
+    """
+    eligible = eligible or {name: np.ones(np.shape(s), bool) for name, s in scores.items()}
+    key = {name: np.where(eligible[name], np.nan_to_num(np.asarray(s, np.float64), nan=-np.inf), -np.inf)
+           for name, s in scores.items()}
+    out = {name: eligible[name].copy() for name in scores}
+    if scope == "layerwise":
+        for name, count in counts.items():
+            k = key[name].ravel()
+            keep = min(int(count), int(eligible[name].sum()))
+            mask = np.zeros(k.size, bool)
+            mask[np.argsort(-k, kind="stable")[:keep]] = True
+            out[name] = mask.reshape(key[name].shape)
+        return out
+    if scope != "global":
+        raise ValueError(f"unknown scope '{scope}'; choose layerwise or global")
+    for pool, count in counts.items():
+        pooled = list(pool)
+        flat = np.concatenate([key[n].ravel() for n in pooled])
+        ok = np.concatenate([eligible[n].ravel() for n in pooled])
+        keep = min(int(count), int(ok.sum()))
+        chosen = np.zeros(flat.size, bool)
+        start = 0
+        for n in pooled:  # reserve each layer's best eligible weight: a layer is never cut off
+            size = key[n].size
+            if eligible[n].any() and keep > 0:
+                where = np.flatnonzero(ok[start:start + size])
+                chosen[start + where[int(np.argmax(flat[start:start + size][where]))]] = True
+            start += size
+        order = np.argsort(-flat, kind="stable")
+        rest = order[ok[order] & ~chosen[order]]
+        chosen[rest[:max(0, keep - int(chosen.sum()))]] = True
+        start = 0
+        for n in pooled:
+            size = key[n].size
+            out[n] = chosen[start:start + size].reshape(key[n].shape)
+            start += size
+    return out
+
+
+def scheduled_counts(counts: dict, sizes: dict, step: int, steps: int) -> dict:
+    """Counts on the exponential schedule from all weights to `counts`: step i of n keeps
+    keep_count(N, (count / N) ** (i / n)) of N (SynFlow's schedule, Tanaka et al. 2020); step n is `counts`."""
+    out = {}
+    for key, count in counts.items():
+        n = sum(int(sizes[k]) for k in key) if isinstance(key, tuple) else int(sizes[key])
+        out[key] = int(count) if step >= steps or n == 0 else max(int(count), keep_count(n, (count / n) ** (step / steps)))
+    return out
+
+
 def expected_remaining(rates: dict, round_: int) -> dict:
     """Fraction of each layer's weights left after `round_` iterative rounds: (1 - rate) ** round."""
     return {name: (1.0 - rate) ** round_ for name, rate in rates.items()}

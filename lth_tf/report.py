@@ -2,7 +2,7 @@
 
 Reads files only (no TensorFlow), so it starts fast and can run while trials are still training::
 
-    python -m lth_tf.report RESULTS_DIR [--out DIR] [--rounds 0,3,7]
+    python -m lth_tf.report RESULTS_DIR [RESULTS_DIR ...] [--out DIR] [--rounds 0,3,7]
 
 From Python or a notebook::
 
@@ -24,6 +24,19 @@ Figures (after Frankle & Carbin, ICLR 2019):
   summary.md      settings and one table per variant
   instability_*   when RESULTS_DIR holds an instability sweep's tables (lth_tf.instability): Figures 2, 3 and 5
                   of Frankle et al. (ICML 2020) and instability.md, drawn by lth_tf.instability_report
+
+Pruning at initialization (Frankle et al., ICLR 2021). Each --pruning method writes its own directory (the
+method is part of the configuration's hash), so pass them all, IMP's and one-shot's too, for one network:
+
+    python -m lth_tf.report results/snip results/grasp results/synflow results/imp results/oneshot --out rep
+
+Their rows are merged (told apart by `pruning`), and when any row comes from a method at initialization the
+report adds (final test accuracy, mean over trials, error bars min/max):
+  methods.png               every method's un-ablated rounds (variant lottery) against weights remaining, with
+                            IMP (`iterative`) and magnitude pruning after training (`oneshot`) as references
+  ablations_<method>.png    one per method (IMP and one-shot included): the method and its ablations
+                            (shuffle, reinit, invert; rearrange too where it ran)
+  summary.md                a section "Pruning at initialization" with those numbers
 
 Accuracies are stored as fractions in [0, 1]; the report shows them as percentages.
 """
@@ -50,9 +63,19 @@ __all__ = [
     "plot_curves",
     "plot_histograms",
     "write_report",
+    "load_many",
+    "plot_methods",
+    "plot_ablations",
+    "format_at_init",
     "main",
 ]
 
+# lth_tf.config.AT_INIT, repeated here so that the report reads files with nothing else of the package.
+AT_INIT = ("random", "magnitude_init", "snip", "grasp", "synflow")
+METHOD_LABELS = {"iterative": "IMP (lottery, iterative)", "oneshot": "magnitude after training (one-shot)",
+                 "random": "random", "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP",
+                 "synflow": "SynFlow"}
+ABLATION_ORDER = ("lottery", "shuffle", "reinit", "invert", "rearrange")
 _ROUND_DIR_RE = re.compile(r"trial_(\d+)[/\\]([^/\\]+)[/\\]round_(\d+)$")
 _KEY = ["variant", "pruning", "round"]
 
@@ -169,7 +192,7 @@ def summarize(df):
     cols = ["variant", "pruning", "round", "weights_remaining", "weights_remaining_pct",
             "early_stop_iteration_mean", "early_stop_iteration_min", "early_stop_iteration_max",
             "test_accuracy_at_early_stop_mean", "test_accuracy_at_early_stop_min", "test_accuracy_at_early_stop_max",
-            "test_accuracy_mean", "trials"]
+            "test_accuracy_mean", "test_accuracy_min", "test_accuracy_max", "trials"]
     if df is None or df.empty:
         return pd.DataFrame(columns=cols)
     df = df.copy()
@@ -188,6 +211,8 @@ def summarize(df):
         "test_accuracy_at_early_stop_min": g["test_accuracy_at_early_stop"].min(),
         "test_accuracy_at_early_stop_max": g["test_accuracy_at_early_stop"].max(),
         "test_accuracy_mean": g["test_accuracy"].mean(),
+        "test_accuracy_min": g["test_accuracy"].min(),
+        "test_accuracy_max": g["test_accuracy"].max(),
         "trials": g["trial"].nunique(),
     }).reset_index()
     out["weights_remaining_pct"] = 100.0 * out["weights_remaining"]
@@ -441,6 +466,93 @@ def plot_vs_weights(summary, stat, ylabel, path, scale=1.0, title=None):
     return _save(fig, path)
 
 
+def _plot_groups(groups, stat, ylabel, path, title, scale=100.0):
+    """groups: [(label, summary rows)]; mean of ``stat`` vs weights remaining, error bars min/max."""
+    fig = _new_figure((6.8, 4.6))
+    ax = fig.add_subplot(1, 1, 1)
+    from matplotlib import colormaps
+
+    cmap, pcts, plotted = colormaps["tab10"], [], 0
+    for i, (label, sub) in enumerate(groups):
+        sub = sub.sort_values("weights_remaining_pct", ascending=False)
+        sub = sub[np.isfinite(sub[f"{stat}_mean"]) & (sub["weights_remaining_pct"] > 0)]
+        if sub.empty:
+            continue
+        x = sub["weights_remaining_pct"].to_numpy()
+        mean, lo, hi = (scale * sub[f"{stat}_{k}"].to_numpy() for k in ("mean", "min", "max"))
+        reference = label.startswith(("IMP", "magnitude after"))
+        ax.errorbar(x, mean, yerr=[np.maximum(mean - lo, 0), np.maximum(hi - mean, 0)], color=cmap(i % 10),
+                    linestyle="--" if reference else "-", marker="o", markersize=3.5, capsize=3, linewidth=1.5,
+                    elinewidth=1, label=label)
+        pcts += list(x)
+        plotted += 1
+    if not plotted:
+        return None
+    _weights_axis(ax, pcts)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _method_order(prunings):
+    known = ["iterative", "oneshot", *AT_INIT]
+    return [p for p in known if p in prunings] + sorted(p for p in prunings if p not in known)
+
+
+def plot_methods(summary, path, stat="test_accuracy"):
+    """Pruning at initialization: every method's un-ablated rounds on one plot, IMP and one-shot as references.
+    Rounds 0 of the methods at initialization (the dense network again) are left to IMP's curve."""
+    lottery = summary[summary["variant"] == "lottery"]
+    groups = []
+    for pruning in _method_order(set(lottery["pruning"])):
+        sub = lottery[lottery["pruning"] == pruning]
+        if pruning in AT_INIT or (pruning == "oneshot" and "iterative" in set(lottery["pruning"])):
+            sub = sub[sub["round"] > 0]
+        groups.append((METHOD_LABELS.get(pruning, pruning), sub))
+    return _plot_groups(groups, stat, "Test accuracy (%), end of training", path,
+                        "Pruning at initialization vs after training")
+
+
+def plot_ablations(summary, pruning, path, stat="test_accuracy"):
+    """One method (pruning mode) and its ablations: shuffle, reinit, invert (and rearrange where it ran)."""
+    sub = summary[(summary["pruning"] == pruning) & (summary["round"] > 0)]
+    variants = [v for v in ABLATION_ORDER if v in set(sub["variant"])]
+    variants += sorted(v for v in set(sub["variant"]) if v not in variants)
+    if len(variants) < 2:
+        return None
+    groups = [(v if v != "lottery" else f"{METHOD_LABELS.get(pruning, pruning)} (unmodified)",
+               sub[sub["variant"] == v]) for v in variants]
+    return _plot_groups(groups, stat, "Test accuracy (%), end of training", path,
+                        f"Ablations: {METHOD_LABELS.get(pruning, pruning)}")
+
+
+def format_at_init(summary):
+    """Markdown: final test accuracy (%), mean [min, max] over trials, one row per (method, variant), one column
+    per round (its weights remaining)."""
+    sub = summary[summary["round"] > 0]
+    rounds = sorted(sub["round"].unique().tolist())
+    if not rounds:
+        return "_No pruned rounds._\n"
+    pct = {r: sub.loc[sub["round"] == r, "weights_remaining_pct"].mean() for r in rounds}
+    header = ["Method", "Variant", *[f"round {r} ({_fmt_pct_weights(pct[r])}%)" for r in rounds], "Trials"]
+    rows = []
+    for pruning in _method_order(set(sub["pruning"])):
+        for variant in [v for v in ABLATION_ORDER if v in set(sub.loc[sub["pruning"] == pruning, "variant"])] + \
+                sorted(set(sub.loc[sub["pruning"] == pruning, "variant"]) - set(ABLATION_ORDER)):
+            part = sub[(sub["pruning"] == pruning) & (sub["variant"] == variant)].set_index("round")
+            cells = []
+            for r in rounds:
+                if r not in part.index:
+                    cells.append("–")
+                    continue
+                row = part.loc[r]
+                cells.append(f"{_fmt_num(100 * row.test_accuracy_mean, 2)} [{_fmt_num(100 * row.test_accuracy_min, 2)}"
+                             f", {_fmt_num(100 * row.test_accuracy_max, 2)}]")
+            rows.append([METHOD_LABELS.get(pruning, pruning), variant, *cells, int(part["trials"].max())])
+    return _md_table(header, rows) + "\n"
+
+
 def plot_curves(df, rounds, path, variant=None):
     """Test accuracy vs training iteration at ``rounds`` (mean over trials, band min/max), legend by weights left."""
     variant = variant or _curve_variant(df)
@@ -539,7 +651,8 @@ def plot_histograms(df, rounds, path, variant=None):
 
 
 def write_report(results_dir, out_dir=None, rounds=None):
-    """Writes the figures and ``summary.md`` to ``out_dir`` (default ``results_dir/report``); returns written paths.
+    """Writes the figures and ``summary.md`` to ``out_dir`` (default ``results_dir/report``, the first directory's
+    when ``results_dir`` is a list of directories, whose rows are merged); returns the written paths.
 
     ``rounds``: rounds for ``curves.png`` and ``histograms.png`` (default: 0, a middle one and the last).
     Raises ``ReportError`` if ``results_dir`` is missing or holds no finished rounds.
@@ -547,21 +660,36 @@ def write_report(results_dir, out_dir=None, rounds=None):
     return _write_report(results_dir, out_dir, rounds)[0]
 
 
+def load_many(results_dirs):
+    """`load_results` of several directories, merged (a later directory's row wins for the same trial, variant,
+    pruning and round)."""
+    frames = [load_results(d) for d in results_dirs]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True).drop_duplicates(subset=["trial", "variant", "pruning", "round"],
+                                                              keep="last")
+    return df.sort_values(["variant", "pruning", "trial", "round"]).reset_index(drop=True)
+
+
 def _write_report(results_dir, out_dir, rounds, instability_round=None):
     from lth_tf import instability_report
 
-    if instability_report.has_results(results_dir):  # an instability sweep's root: its own figures
-        out_dir = out_dir or os.path.join(results_dir, "report")
-        written = instability_report.write(results_dir, out_dir, round_=instability_round)
-        if not os.path.isdir(results_dir) or not glob.glob(os.path.join(results_dir, "trial_*")):
+    dirs = [results_dir] if isinstance(results_dir, str) else list(results_dir)
+    written = []
+    if len(dirs) == 1 and instability_report.has_results(dirs[0]):  # an instability sweep's root: its figures
+        out_dir = out_dir or os.path.join(dirs[0], "report")
+        written = instability_report.write(dirs[0], out_dir, round_=instability_round)
+        if not os.path.isdir(dirs[0]) or not glob.glob(os.path.join(dirs[0], "trial_*")):
             return written, None
-    df = load_results(results_dir)
+    df = load_many(dirs)
     if df.empty:
-        raise ReportError(f"no finished rounds (no readable trial_*/*/round_*/result.json) in {results_dir}")
+        raise ReportError(f"no finished rounds (no readable trial_*/*/round_*/result.json) in {', '.join(dirs)}")
+    results_dir = dirs[0]
     out_dir = out_dir or os.path.join(results_dir, "report")
     os.makedirs(out_dir, exist_ok=True)
     summary = summarize(df)
-    written = []
+    written = list(written)
 
     written.append(plot_vs_weights(summary, "early_stop_iteration", "Early-stop iteration (val. loss)",
                                    os.path.join(out_dir, "early_stop.png"), title="Early-stop iteration"))
@@ -584,11 +712,31 @@ def _write_report(results_dir, out_dir, rounds, instability_round=None):
             if p:
                 written.append(p)
 
-    config_hash, config = load_config(results_dir)
+    at_init = bool(set(df["pruning"]) & set(AT_INIT))
+    if at_init:
+        p = plot_methods(summary, os.path.join(out_dir, "methods.png"))
+        if p:
+            written.append(p)
+        for pruning in _method_order(set(summary["pruning"])):
+            p = plot_ablations(summary, pruning, os.path.join(out_dir, f"ablations_{pruning}.png"))
+            if p:
+                written.append(p)
+
+    settings = []
+    for d in dirs:
+        config_hash, config = load_config(d)
+        settings += ([f"Directory `{os.path.abspath(d)}`", ""] if len(dirs) > 1 else []) + \
+            [_format_settings(config_hash, config)]
+    extra = []
+    if at_init:
+        extra = ["## Pruning at initialization", "",
+                 "Final test accuracy (%) at the end of training, mean [min, max] over trials.", "",
+                 format_at_init(summary)]
     text = "\n".join([
-        f"# Lottery ticket report: {os.path.abspath(results_dir)}",
+        f"# Lottery ticket report: {', '.join(os.path.abspath(d) for d in dirs)}",
         "",
-        _format_settings(config_hash, config),
+        *settings,
+        *extra,
         "## Results",
         "",
         "Mean over finished trials, [min, max] in brackets. Early stop: iteration of minimum validation loss.",
@@ -622,15 +770,15 @@ def main(argv=None):
                         "(default: 0, a middle one and the last).", flag_values=fv)
     flags.DEFINE_integer("instability_round", None, "The IMP round of instability_imp.png (an instability "
                          "sweep; default: the last round).", flag_values=fv)
-    usage = "usage: python -m lth_tf.report RESULTS_DIR [--out DIR] [--rounds 0,3,7]"
+    usage = "usage: python -m lth_tf.report RESULTS_DIR [RESULTS_DIR ...] [--out DIR] [--rounds 0,3,7]"
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
         print(usage + "\n\n" + (__doc__ or "").split("\n\n")[0] + "\n\n" + fv.get_help())
         return 0
     try:
         rest = fv(argv)
-        if len(rest) != 2:
-            raise ReportError(f"expected exactly one RESULTS_DIR argument ({usage})")
-        results_dir = rest[1]
+        if len(rest) < 2:
+            raise ReportError(f"expected at least one RESULTS_DIR argument ({usage})")
+        results_dir = rest[1] if len(rest) == 2 else rest[1:]
         rounds = _parse_rounds(fv.rounds)
         written, summary = _write_report(results_dir, fv.out, rounds, fv.instability_round)
     except (ReportError, flags.Error) as e:
