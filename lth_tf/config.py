@@ -31,7 +31,7 @@ PRUNING_SCOPES = ("layerwise", "global")
 
 # Fields that do not change the contents of a finished round: they may differ between runs in one directory.
 _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
-                 "tensorboard", "deterministic", "verbose", "ablation"}
+                 "tensorboard", "deterministic", "verbose", "ablation", "control_rounds"}
 # Identity fields added later: left out of the identity while None, so older directories keep their hash.
 _OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
 
@@ -72,6 +72,7 @@ class Config:
     tensorboard: bool = False
     trainer: str = "masked"  # masked (fast) | tfmot (the reference: tfmot's wrappers train the round)
     ablation: tuple = ()  # names in ABLATIONS; resolve() adds their variants to `variants`
+    control_rounds: tuple = ()  # the rounds the controls/ablations train at; () = every round 1..rounds
     score_examples_per_class: int | None = None  # SNIP/GraSP batch (None: 10 for those methods)
     synflow_iterations: int | None = None  # None: 100 with --pruning=synflow
 
@@ -156,6 +157,9 @@ class Config:
              f"--synflow_iterations must be positive, got {self.synflow_iterations}")
         need(self.trainer in TRAINERS, f"--trainer must be one of {', '.join(TRAINERS)}, got '{self.trainer}'")
         need(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}")
+        need(all(isinstance(r, int) and 1 <= r <= self.rounds for r in self.control_rounds),
+             f"--control_rounds must be rounds in [1, {self.rounds}], got "
+             f"{','.join(map(str, self.control_rounds))}")
         need(len(self.variants) > 0, "--variants must name at least one variant")
         unknown = [v for v in self.variants if v not in VARIANTS]
         need(not unknown, f"unknown variant '{','.join(unknown)}'; choose from: {', '.join(VARIANTS)}")
@@ -189,6 +193,7 @@ class Config:
         d = dataclasses.asdict(self)
         d["variants"] = list(self.variants)
         d["ablation"] = list(self.ablation)
+        d["control_rounds"] = list(self.control_rounds)
         d["round_iterations"] = self.round_iterations
         return d
 

@@ -251,6 +251,8 @@ class _Trial:
         c, trial = self.config, self.trial
         rewind_to = self.store.load_weights(trial, "rewind")
         for r in range(1, c.rounds + 1):
+            if c.control_rounds and r not in c.control_rounds:
+                continue  # --control_rounds: the controls at chosen levels only (they cost a round each)
             if self.store.is_done(trial, variant, r):
                 self.emit(Event("skip", trial, variant, r))
                 self.store.clear_backup(trial, variant, r)

@@ -49,6 +49,8 @@ flags.DEFINE_list("ablation", [], "Sanity checks of pruning at initialization, e
                   "(comma-separated): none (the method itself, variant lottery), shuffle (masks permuted within "
                   "each layer), reinit (masks kept, weights drawn afresh), invert (highest scores pruned). "
                   "With --pruning=random|magnitude_init|snip|grasp|synflow, or iterative/oneshot (IMP).")
+flags.DEFINE_list("control_rounds", [], "Train the controls and ablations (--variants other than lottery) only at "
+                  "these rounds (comma-separated, e.g. 2); default: every round.")
 flags.DEFINE_integer("score_examples_per_class", None, "SNIP and GraSP score on this many training examples "
                      "per class (default 10).")
 flags.DEFINE_integer("synflow_iterations", None, "SynFlow's pruning iterations to each level (default 100).")
@@ -76,6 +78,11 @@ def config_from_flags() -> config_lib.Config:
     values = {name: FLAGS[name].value for name in _FIELDS}
     values["variants"] = tuple(v.strip() for v in FLAGS.variants if v.strip())
     values["ablation"] = tuple(a.strip() for a in FLAGS.ablation if a.strip())
+    try:
+        values["control_rounds"] = tuple(int(r) for r in FLAGS.control_rounds if r.strip())
+    except ValueError:
+        raise config_lib.ConfigError(f"--control_rounds must be round numbers, got "
+                                     f"'{','.join(FLAGS.control_rounds)}'") from None
     return config_lib.Config(**values).resolve()
 
 

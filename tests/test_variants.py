@@ -239,3 +239,20 @@ def test_pruning_scope_and_trainer_from_the_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lth_tf.main", "--trainer=fast", f"--output_dir={tmp_path / 'x'}"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "--trainer" in bad.stderr
+
+
+def test_control_rounds_train_the_controls_at_those_rounds_only(tmp_path):
+    """--control_rounds=2: the ticket trains every round; reinit only round 2, on round 2's ticket mask. A later run
+    without the restriction (rounds and control rounds are not part of the identity) adds round 1 alone."""
+    store = run(tmp_path, rounds=2, variants=("lottery", "reinit"), control_rounds=(2,))
+    rows = {(r["variant"], int(r["round"])) for r in store.results()}
+    assert rows == {("lottery", 0), ("lottery", 1), ("lottery", 2), ("reinit", 2)}
+    assert all(np.array_equal(store.load_round(0, "reinit", 2, "masks")[n], m)
+               for n, m in store.load_round(0, "lottery", 2, "masks").items())
+    store = run(tmp_path, rounds=2, variants=("lottery", "reinit"))
+    assert {(r["variant"], int(r["round"])) for r in store.results()} == rows | {("reinit", 1)}
+
+
+def test_control_rounds_outside_the_rounds_are_refused():
+    with pytest.raises(Exception, match=r"--control_rounds must be rounds in \[1, 2\], got 3"):
+        Config(**TINY, rounds=2, control_rounds=(3,)).resolve()
