@@ -15,7 +15,7 @@ Levels: GLOBAL pruning (one pool: every layer at the same rate 75% per round, as
 = 25%, 6.25% and 1.56% of the weights. The three ablations (shuffle, reinit, invert) of every method, IMP
 included, train at round 2 only (--control_rounds=2). Round 0 of each directory is the dense network.
 Training: SGD; lenet300_100 at learning rate 0.1, batch 128, 2,000 iterations; conv2 with momentum 0.9 at 0.05,
-batch 60, 500 iterations (the budget's limit; both networks are short of convergence, and every method trains
+batch 60, 400 iterations (the budget's limit; both networks are short of convergence, and every method trains
 exactly as long). Order: every method for trial 0 of lenet, then of conv2, then trial 1 (optional: it starts
 only while 80% of the budget is left). Then ``OUT/summary.md``: final test accuracy (%) at each level, mean
 [min, max] over trials, the ablation table at round 2, and figures (``OUT/figures``) drawn by lth_tf.report.
@@ -48,9 +48,9 @@ COMMON = ["--dataset=fashion_mnist", "--optimizer=sgd", "--rounds=3", "--pruning
           "--ablation=none,shuffle,reinit,invert", f"--control_rounds={ABLATION_ROUND}"]
 MODELS = {
     "lenet300_100": ["--model=lenet300_100", "--learning_rate=0.1", "--momentum=0", "--batch_size=128",
-                     "--iterations=2000", "--eval_every=500"],
-    "conv2": ["--model=conv2", "--learning_rate=0.05", "--momentum=0.9", "--batch_size=60", "--iterations=500",
-              "--eval_every=250"],
+                     "--iterations=2000", "--eval_every=1000"],
+    "conv2": ["--model=conv2", "--learning_rate=0.05", "--momentum=0.9", "--batch_size=60", "--iterations=400",
+              "--eval_every=200"],
 }
 
 
