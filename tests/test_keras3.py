@@ -14,6 +14,7 @@ import sys
 import zipfile
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKS = ["import_is_clean", "rounds_sgd_momentum", "rounds_adam", "rounds_adamw", "model_kinds", "refusals",
@@ -59,6 +60,7 @@ def test_keras3_tensorflow_backend(tmp_path):
     _run_backend("tensorflow", tmp_path)
 
 
+@pytest.mark.slow  # the TensorFlow backend test runs the same checks in CI
 def test_keras3_jax_backend(tmp_path):
     _run_backend("jax", tmp_path)
 

@@ -104,6 +104,7 @@ def _weights(root, round_):
     return Store(str(root)).load_round(0, "lottery", round_, "weights")
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_workers_on_loopback_match_a_single_process_run(tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
@@ -47,6 +49,7 @@ def _npz(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # test_training checks the same agreement on one small round per optimizer
 def test_tfmot_and_masked_trainers_agree_on_two_rounds_of_lenet_and_conv2(tmp_path):
     import numpy as np
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)

@@ -79,6 +79,7 @@ CRASH = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=1", "--iteration
          "--momentum=0.9", "--deterministic"]
 
 
+@pytest.mark.slow  # the full-disk + SIGTERM test also kills, reruns and compares exactly
 @pytest.mark.multiprocess
 def test_sigkill_mid_round_then_rerun_equals_an_uninterrupted_run(tmp_path):
     whole, crashed = str(tmp_path / "whole"), str(tmp_path / "crashed")
