@@ -182,7 +182,7 @@ def _free(path):
 
 
 @pytest.mark.multiprocess
-def test_a_full_disk_and_sigterm_stop_cleanly_and_the_run_resumes_exactly(tmp_path):
+def test_a_full_disk_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes_exactly(tmp_path):
     whole, root = str(tmp_path / "whole"), str(tmp_path / "stopped")
     reference = _start(*EXACT, f"--output_dir={whole}")
     store = Store(root)
@@ -203,6 +203,15 @@ def test_a_full_disk_and_sigterm_stop_cleanly_and_the_run_resumes_exactly(tmp_pa
     _free(os.path.join(root, ".lock"))
     _free(os.path.join(root, "trial_0", ".lock"))
     assert float(store.load_backup(0, "lottery", 1)["loss_scale/0"]) != 2.0 ** 15  # the scale did move
+
+    # Ctrl-C (SIGINT) on the resumed run: the same clean stop, exit code 130.
+    code, err = _stop_when(_start(*EXACT, f"--output_dir={root}"), store, iteration + 10, signal.SIGINT)
+    iteration = store.backup_iteration(0, "lottery", 1)
+    assert code == 130 and _our_lines(err) == [
+        f"lth_tf: stopped by SIGINT; finished rounds and the backup of trial 0 lottery round 1 at iteration "
+        f"{iteration} are kept; run the same command again to resume"], err[-3000:]
+    assert "Traceback" not in err
+    _free(os.path.join(root, ".lock"))
 
     out = _finish(_start(*EXACT, f"--output_dir={root}"))
     assert f"round  1  resuming from its backup at iteration {iteration}" in out
