@@ -130,3 +130,28 @@ class Plan:
         with open(tmp, "w") as f:
             json.dump(self.timing, f, indent=1)
         os.replace(tmp, self.path)
+
+
+def main(doc: str, out_name: str, module: str, jobs, build_report, trials: int, budget_minutes: float = 60.0):
+    """The command line of a reproduction: --out, --budget_minutes, --trials, --fashion_dir, --report_only.
+
+    jobs(out, data_dir, trials) -> [(label, args, optional)] run in order with `module`; then
+    build_report(out, plan, trials) -> the summary's path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", out_name))
+    parser.add_argument("--budget_minutes", type=float, default=budget_minutes)
+    parser.add_argument("--trials", type=int, default=trials)
+    parser.add_argument("--fashion_dir", default=FASHION_DIR)
+    parser.add_argument("--report_only", action="store_true")
+    opts = parser.parse_args()
+    out = os.path.abspath(opts.out)
+    os.makedirs(out, exist_ok=True)
+    plan = Plan(out, opts.budget_minutes)
+    if not opts.report_only:
+        data_dir = fashion_source(opts.fashion_dir)
+        for label, args, optional in jobs(out, data_dir, opts.trials):
+            plan.run(label, module, args, optional=optional)
+        log(f"runs finished: {plan.total_minutes:.1f} min in all")
+    log(f"summary: {build_report(out, plan, opts.trials)}")

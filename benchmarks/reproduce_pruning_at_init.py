@@ -27,7 +27,6 @@ Debian package's directory).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -36,7 +35,8 @@ import time
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import FASHION_DIR, REPO, Plan, fashion_source, log  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks.common import REPO, Plan, log  # noqa: E402
 
 TRIALS = 2
 AT_INIT = ("random", "magnitude_init", "snip", "grasp", "synflow")
@@ -148,24 +148,5 @@ def build_report(out: str, plan: Plan, trials: int) -> str:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "out_pruning_at_init"))
-    parser.add_argument("--budget_minutes", type=float, default=60.0)
-    parser.add_argument("--trials", type=int, default=TRIALS)
-    parser.add_argument("--fashion_dir", default=FASHION_DIR)
-    parser.add_argument("--report_only", action="store_true")
-    opts = parser.parse_args()
-    out = os.path.abspath(opts.out)
-    os.makedirs(out, exist_ok=True)
-    plan = Plan(out, opts.budget_minutes)
-    if not opts.report_only:
-        data_dir = fashion_source(opts.fashion_dir)
-        for label, args, optional in jobs(out, data_dir, opts.trials):
-            plan.run(label, "lth_tf.main", args, optional=optional)
-        log(f"runs finished: {plan.total_minutes:.1f} min in all")
-    log(f"summary: {build_report(out, plan, opts.trials)}")
-
-
 if __name__ == "__main__":
-    main()
+    common.main(__doc__, "out_pruning_at_init", "lth_tf.main", jobs, build_report, TRIALS)
