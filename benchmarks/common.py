@@ -82,8 +82,8 @@ def fashion_subset(source_dir: str, out_dir: str, train_images: int, test_images
 class Plan:
     """Jobs run in order under a budget; their wall time accumulates in OUT/timing.json across resumed runs.
 
-    A job marked done by an earlier run is skipped; an optional job that has not started is skipped once 80% of
-    the budget is spent (what finished is still reported)."""
+    A job marked done by an earlier run is skipped; an optional job is skipped when it would end past the budget
+    (its estimate: the time finished jobs of its kind took), and what finished is still reported."""
 
     def __init__(self, out: str, budget_minutes: float):
         self.path = os.path.join(out, "timing.json")
@@ -106,8 +106,10 @@ class Plan:
             log(f"== {label}: finished in an earlier run")
             return True
         spent = self.timing.get("total_seconds", 0.0)
-        if optional and spent > 0.8 * self.budget_seconds:
-            log(f"== {label}: skipped, {spent / 60:.0f} of {self.budget_seconds / 60:.0f} budget minutes spent")
+        estimate = self.estimate(label)
+        if optional and spent + estimate > self.budget_seconds:
+            log(f"== {label}: skipped, {spent / 60:.0f} of {self.budget_seconds / 60:.0f} budget minutes spent and "
+                f"it would take about {estimate / 60:.0f}")
             return False
         log(f"== {label}")
         start = time.perf_counter()
@@ -121,6 +123,14 @@ class Plan:
         self.timing["jobs"][label + " (done)"] = 1
         self._save()
         return True
+
+    def estimate(self, label: str) -> float:
+        """Seconds a job will take: the mean of the finished jobs of its kind ("<kind> trial <t>"), else 20% of the
+        budget."""
+        kind = label.rsplit(" trial ", 1)[0]
+        seen = [seconds for name, seconds in self.timing["jobs"].items()
+                if not name.endswith("(done)") and self.done(name) and name.rsplit(" trial ", 1)[0] == kind]
+        return sum(seen) / len(seen) if seen else 0.2 * self.budget_seconds
 
     def minutes_per_job(self) -> dict:
         return {k: round(v / 60, 1) for k, v in self.timing.get("jobs", {}).items() if not k.endswith("(done)")}

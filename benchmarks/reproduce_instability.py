@@ -15,10 +15,11 @@ What it runs (each a ``python -m lth_tf.instability`` subprocess into ``OUT/<nam
          1,500 iterations; 11 points on each path, the test set and the first 2,000 training images. At this
          rate the two copies trained from initialisation end in different minima (unstable at k = 0).
 Order: lenet trial 0, conv trial 0, lenet trial 1, conv trial 1, so both parts have a trial early; a part's
-second trial starts only while 80% of the budget is left. Then ``python -m lth_tf.report`` on each directory
-(Figures 2, 3 and 5 of the paper, Figure 5 once per IMP level) and ``OUT/summary.md`` with the instability
-tables, mean [min, max] over trials, and whether each IMP level is matching (its end-point test accuracy within
-0.5 percentage points of the dense network's) and stable (test instability below 2%).
+second trial starts only if it fits in what is left of the budget (taking as long as its first). Then the
+figures of ``lth_tf.instability_report`` (Figures 2, 3 and 5 of the paper, Figure 5 once per IMP level) and
+``OUT/summary.md`` with the instability tables, mean [min, max] over trials, and whether each IMP level is
+matching (its end-point test accuracy within 0.5 percentage points of the dense network's) and stable (test
+instability below 2%).
 Runs are resumable: finished rounds and pairs are skipped by the store, the time spent accumulates in
 ``OUT/timing.json``.
 

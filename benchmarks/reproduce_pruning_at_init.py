@@ -16,8 +16,8 @@ Levels: GLOBAL pruning (one pool: every layer at the same rate 75% per round, as
 included, train at round 2 only (--control_rounds=2). Round 0 of each directory is the dense network.
 Training: SGD; lenet300_100 at learning rate 0.1, batch 128, 2,000 iterations; conv2 with momentum 0.9 at 0.05,
 batch 60, 400 iterations (the budget's limit; both networks are short of convergence, and every method trains
-exactly as long). Order: every method for trial 0 of lenet, then of conv2, then trial 1 (optional: it starts
-only while 80% of the budget is left). Then ``OUT/summary.md``: final test accuracy (%) at each level, mean
+exactly as long). Order: every method for trial 0 of lenet, then of conv2, then trial 1 (optional: each job
+starts only if it fits in the budget left). Then ``OUT/summary.md``: final test accuracy (%) at each level, mean
 [min, max] over trials, the ablation table at round 2, and figures (``OUT/figures``) drawn by lth_tf.report.
 Runs are resumable: finished rounds are skipped by the store, and the time spent accumulates in
 ``OUT/timing.json``.
