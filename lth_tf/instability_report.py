@@ -68,8 +68,8 @@ def plot_paths(paths, out, round_, variants=("lottery",)):
                 ax.plot(g.index, 100 * g["mean"], color=color, label=f"k={int(k)}")
                 ax.fill_between(g.index, 100 * g["min"], 100 * g["max"], color=color, alpha=0.2)
             weights = part["weights_remaining"].iloc[0] if not part.empty else 1.0
-            ax.set_title(f"{_LABELS.get(variant, variant)}, {100 * weights:.1f}% weights: {split} error",
-                         fontsize=9)
+            name = "Dense network" if round_ == 0 else _LABELS.get(variant, variant)  # round 0 is not pruned
+            ax.set_title(f"{name}, {100 * weights:.1f}% weights: {split} error", fontsize=9)
             ax.set_xlabel("Interpolation a")
             ax.set_ylabel("Error (%)")
             ax.grid(True, alpha=0.3)
