@@ -91,7 +91,7 @@ def levels_table(summary) -> str:
     rounds = sorted(lottery["round"].unique().tolist())
     pct = {r: lottery.loc[lottery["round"] == r, "weights_remaining_pct"].mean() for r in rounds}
     dense = summary[(summary["variant"] == "lottery") & (summary["round"] == 0)]
-    lines = [f"Dense network (round 0, all directories): {100 * dense.test_accuracy.mean():.2f}% "
+    lines = [f"Dense network (round 0, all directories): {100 * dense.test_accuracy_mean.mean():.2f}% "
              f"[{100 * dense.test_accuracy_min.min():.2f}, {100 * dense.test_accuracy_max.max():.2f}].", "",
              "| method | " + " | ".join(f"{pct[r]:.2f}% weights" for r in rounds) + " |",
              "|---|" + "---:|" * len(rounds)]
