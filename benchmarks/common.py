@@ -132,6 +132,13 @@ class Plan:
                 if not name.endswith("(done)") and self.done(name) and name.rsplit(" trial ", 1)[0] == kind]
         return sum(seen) / len(seen) if seen else 0.2 * self.budget_seconds
 
+    def header(self, title: str, script: str, trials: int) -> list:
+        """The first lines of a reproduction's summary.md: what made it, when, and the time it took."""
+        return [f"# {title}: benchmark summary", "",
+                f"Produced by `benchmarks/{script}` on {time.strftime('%Y-%m-%d %H:%M')} ({trials} trials planned).",
+                "", f"Wall-clock time of the runs: {self.total_minutes:.1f} min (minutes per job: "
+                f"{self.minutes_per_job()}).", ""]
+
     def minutes_per_job(self) -> dict:
         return {k: round(v / 60, 1) for k, v in self.timing.get("jobs", {}).items() if not k.endswith("(done)")}
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,11 +94,7 @@ def build_report(out: str, plan: Plan, trials: int) -> str:
 
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
-    parts = ["# Instability analysis on Fashion-MNIST: benchmark summary", "",
-             f"Produced by `benchmarks/reproduce_instability.py` on {time.strftime('%Y-%m-%d %H:%M')} "
-             f"({trials} trials planned).", "",
-             f"Wall-clock time of the runs: {plan.total_minutes:.1f} min (minutes per job: "
-             f"{plan.minutes_per_job()}).", ""]
+    parts = plan.header("Instability analysis on Fashion-MNIST", "reproduce_instability.py", trials)
     for name in PARTS:
         root = os.path.join(out, name)
         if not instability_report.has_results(root):

@@ -33,7 +33,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -120,11 +119,7 @@ def build_report(out: str, plan: Plan, trials: int) -> str:
 
     figures = os.path.join(out, "figures")
     os.makedirs(figures, exist_ok=True)
-    parts = ["# Pruning at initialization on Fashion-MNIST: benchmark summary", "",
-             f"Produced by `benchmarks/reproduce_pruning_at_init.py` on {time.strftime('%Y-%m-%d %H:%M')} "
-             f"({trials} trials planned).", "",
-             f"Wall-clock time of the runs: {plan.total_minutes:.1f} min (minutes per job: "
-             f"{plan.minutes_per_job()}).", ""]
+    parts = plan.header("Pruning at initialization on Fashion-MNIST", "reproduce_pruning_at_init.py", trials)
     for model in MODELS:
         dirs = [os.path.join(out, f"{model}_{m}") for m in methods()]
         dirs = [d for d in dirs if os.path.isdir(d)]
