@@ -52,6 +52,21 @@ def write_idx(path: str, array) -> None:
     os.replace(tmp, path)
 
 
+def figures_dir(out: str) -> str:
+    """OUT/figures, made if missing: where a reproduction's summary puts the figures it shows."""
+    path = os.path.join(out, "figures")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def write_summary(out: str, parts: list) -> str:
+    """Writes the lines `parts` to OUT/summary.md; returns its path."""
+    path = os.path.join(out, "summary.md")
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+    return path
+
+
 def fashion_source(source_dir: str) -> str:
     """source_dir if it holds the four Fashion-MNIST IDX files, else a one-line exit saying how to get them."""
     for name in FASHION_FILES:

@@ -35,7 +35,7 @@ import sys
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # noqa: E402
-from benchmarks.common import REPO, Plan  # noqa: E402
+from benchmarks.common import Plan  # noqa: E402
 
 TRIALS = 2
 MATCHING_POINTS = 0.005  # matching: end-point accuracy at most 0.5 percentage points below the dense network's
@@ -89,11 +89,9 @@ def matching_table(agg) -> str:
 
 
 def build_report(out: str, plan: Plan, trials: int) -> str:
-    sys.path.insert(0, REPO)
     from lth_tf import instability_report
 
-    figures = os.path.join(out, "figures")
-    os.makedirs(figures, exist_ok=True)
+    figures = common.figures_dir(out)
     parts = plan.header("Instability analysis on Fashion-MNIST", "reproduce_instability.py", trials)
     for name in PARTS:
         root = os.path.join(out, name)
@@ -114,10 +112,7 @@ def build_report(out: str, plan: Plan, trials: int) -> str:
                     target = f"{name}_round{round_}_{base}" if "imp" in base else f"{name}_{base}"
                     shutil.copyfile(src, os.path.join(figures, target))
         parts += [f"Figures: `figures/{name}_*.png`; per-level reports: `report/{name}_round<r>/`.", ""]
-    path = os.path.join(out, "summary.md")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
-    return path
+    return common.write_summary(out, parts)
 
 
 if __name__ == "__main__":

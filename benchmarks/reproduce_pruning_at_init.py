@@ -39,8 +39,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import common  # noqa: E402
 from benchmarks.common import REPO, Plan, log  # noqa: E402
 
+from lth_tf.config import AT_INIT  # noqa: E402  (the five methods; config.py starts no TensorFlow)
+
 TRIALS = 2
-AT_INIT = ("random", "magnitude_init", "snip", "grasp", "synflow")
 ABLATION_ROUND = 2
 ABLATIONS = ["--ablation=none,shuffle,reinit,invert", f"--control_rounds={ABLATION_ROUND}"]
 # IMP is ablated as the methods are; one-shot magnitude pruning after training is a reference line only.
@@ -114,11 +115,9 @@ def ablation_table(summary) -> str:
 
 
 def build_report(out: str, plan: Plan, trials: int) -> str:
-    sys.path.insert(0, REPO)
     from lth_tf import report
 
-    figures = os.path.join(out, "figures")
-    os.makedirs(figures, exist_ok=True)
+    figures = common.figures_dir(out)
     parts = plan.header("Pruning at initialization on Fashion-MNIST", "reproduce_pruning_at_init.py", trials)
     for model in MODELS:
         dirs = [os.path.join(out, f"{model}_{m}") for m in methods()]
@@ -140,10 +139,7 @@ def build_report(out: str, plan: Plan, trials: int) -> str:
             if name == "methods.png" or name.startswith("ablations_"):
                 shutil.copyfile(os.path.join(report_dir, name), os.path.join(figures, f"{model}_{name}"))
         parts += [f"Figures: `figures/{model}_methods.png`, `figures/{model}_ablations_<method>.png`.", ""]
-    path = os.path.join(out, "summary.md")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
-    return path
+    return common.write_summary(out, parts)
 
 
 if __name__ == "__main__":

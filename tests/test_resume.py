@@ -181,6 +181,20 @@ def _free(path):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a lock were still held
 
 
+def _stopped_cleanly(root, store, at_least, signum, code):
+    """Resumes the EXACT run in `root`, stops it with `signum` once round 1's backup reaches `at_least`, and checks
+    the stop: exit `code`, the one line naming the kept backup, no traceback, the lock released. Returns the
+    backup's iteration."""
+    got, err = _stop_when(_start(*EXACT, f"--output_dir={root}"), store, at_least, signum)
+    iteration = store.backup_iteration(0, "lottery", 1)
+    assert got == code and _our_lines(err) == [
+        f"lth_tf: stopped by {signal.Signals(signum).name}; finished rounds and the backup of trial 0 lottery "
+        f"round 1 at iteration {iteration} are kept; run the same command again to resume"], err[-3000:]
+    assert "Traceback" not in err
+    _free(os.path.join(root, ".lock"))
+    return iteration
+
+
 @pytest.mark.multiprocess
 def test_a_full_disk_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes_exactly(tmp_path):
     whole, root = str(tmp_path / "whole"), str(tmp_path / "stopped")
@@ -194,24 +208,12 @@ def test_a_full_disk_sigterm_and_ctrl_c_stop_cleanly_and_the_run_resumes_exactly
     assert store.backup_iteration(0, "lottery", 1) == 10 and [r["round"] for r in _rows(root)] == ["0"]
     assert not [f for _, _, files in os.walk(root) for f in files if f.startswith(".tmp-")]
 
-    code, err = _stop_when(_start(*EXACT, f"--output_dir={root}"), store, 20, signal.SIGTERM)  # resumed at 10
-    iteration = store.backup_iteration(0, "lottery", 1)
-    assert code == 143 and _our_lines(err) == [
-        f"lth_tf: stopped by SIGTERM; finished rounds and the backup of trial 0 lottery round 1 at iteration "
-        f"{iteration} are kept; run the same command again to resume"], err[-3000:]
-    assert "Traceback" not in err
-    _free(os.path.join(root, ".lock"))
+    iteration = _stopped_cleanly(root, store, 20, signal.SIGTERM, 143)  # resumed at 10
     _free(os.path.join(root, "trial_0", ".lock"))
     assert float(store.load_backup(0, "lottery", 1)["loss_scale/0"]) != 2.0 ** 15  # the scale did move
 
     # Ctrl-C (SIGINT) on the resumed run: the same clean stop, exit code 130.
-    code, err = _stop_when(_start(*EXACT, f"--output_dir={root}"), store, iteration + 10, signal.SIGINT)
-    iteration = store.backup_iteration(0, "lottery", 1)
-    assert code == 130 and _our_lines(err) == [
-        f"lth_tf: stopped by SIGINT; finished rounds and the backup of trial 0 lottery round 1 at iteration "
-        f"{iteration} are kept; run the same command again to resume"], err[-3000:]
-    assert "Traceback" not in err
-    _free(os.path.join(root, ".lock"))
+    iteration = _stopped_cleanly(root, store, iteration + 10, signal.SIGINT, 130)
 
     out = _finish(_start(*EXACT, f"--output_dir={root}"))
     assert f"round  1  resuming from its backup at iteration {iteration}" in out
