@@ -13,9 +13,10 @@ For each trial:
      (per layer the ticket's count, the lowest magnitudes of the network the ticket was pruned from).
 Pruning at initialization (--pruning=random|magnitude_init|snip|grasp|synflow; Frankle et al., ICLR 2021):
 round 0 trains the dense network as above (the reference, and W_k's source with --rewind_iteration=k); each
-round r >= 1 scores W_0 (or W_k) with the method (`init_scores`), masks it in one shot at the level IMP reaches
-at round r ((1 - rate) ** r, per layer or globally) and trains once, like a lottery round. The controls apply to
-these masks the same way (`invert` prunes the method's highest scores instead of its lowest).
+round r >= 1 scores W_0 (or W_k) with the method (`init_scores`), masks it in one shot to the exact weight count
+IMP keeps at round r (`pruning.level_counts`, per layer or per global pool) and trains once, like a lottery
+round. The controls apply to these masks the same way (`invert` prunes the method's highest scores instead of
+its lowest).
 A round whose result is already stored is skipped, so running the same command again resumes.
 
 With `pairs=PairSpec(...)` each trial then runs the instability analysis of Frankle et al. (ICML 2020) on its
