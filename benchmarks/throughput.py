@@ -82,6 +82,10 @@ def parse_args(argv=None):
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="which time the headline ratio R uses (the table shows both; default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a smoke test: few steps, 2 repeats")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size for every model (default: lenet300_100 60, conv2 50, others 128)")
+    parser.add_argument("--mixed_precision", action="store_true",
+                        help="build and train every trainer under Keras' mixed_float16 policy (GPU)")
     parser.add_argument("--random_data", action="store_true", help="use random data, not Fashion-MNIST")
     parser.add_argument("--overhead", action="store_true",
                         help="also time the quickstart's rounds and report its peak memory")
@@ -222,17 +226,22 @@ class Config:
     cpu: list = dataclasses.field(default_factory=list)  # examples per CPU second of this process
 
 
+def batch_size(name: str, args) -> int:
+    return args.batch or BATCH.get(name, 128)
+
+
 def build_configs(name: str, dataset, args, steps: int) -> list:
     import numpy as np
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
     from lth_tf import models, pruning, rewind, training
 
-    batch = BATCH[name]
+    batch = batch_size(name, args)
     epochs = args.epochs + 1  # epoch 0 is not timed
     EpochClock = _clock_class()
     spec = training.TrainSpec(batch_size=batch, learning_rate=models.MODELS[name].learning_rate,
-                              iterations=epochs * steps, eval_every=steps, seed=0)
+                              iterations=epochs * steps, eval_every=steps, seed=0,
+                              mixed_precision=args.mixed_precision)
     stream = _Stream(dataset, batch, seed=0)
 
     def build():
@@ -533,17 +542,20 @@ def main(argv=None) -> int:
         run_overhead(args, overhead_lines.append)
 
     import tensorflow as tf
+    from lth_tf import training
     dataset = load_data(args.random_data)
     log(f"benchmark: data {dataset.source}; {os.cpu_count()} CPUs; TensorFlow {tf.__version__}; "
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     rows = []
     for name in args.models:
-        steps = args.steps or (QUICK_STEPS if args.quick else DEFAULT_STEPS)[name]
-        configs, stream, _ = build_configs(name, dataset, args, steps)
-        log(f"{name} batch {BATCH[name]}: {steps} steps x {args.epochs} timed epochs per call, "
-            f"{args.repeats} repeats, input {stream}")
-        measure(configs, args, steps, BATCH[name], log)
-        rows.append((name, BATCH[name], steps, configs))
+        steps = args.steps or (QUICK_STEPS if args.quick else DEFAULT_STEPS).get(name, 15)
+        batch = batch_size(name, args)
+        with training.precision_policy(args.mixed_precision):  # models are built (and trained) inside
+            configs, stream, _ = build_configs(name, dataset, args, steps)
+            log(f"{name} batch {batch}: {steps} steps x {args.epochs} timed epochs per call, "
+                f"{args.repeats} repeats, input {stream}" + (", mixed_float16" if args.mixed_precision else ""))
+            measure(configs, args, steps, batch, log)
+        rows.append((name, batch, steps, configs))
     log("")
     log(table(rows))
     for line in overhead_lines:

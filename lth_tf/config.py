@@ -28,10 +28,14 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adam")
 TRAINERS = ("masked", "tfmot")
 PRUNING_SCOPES = ("layerwise", "global")
+XLA = ("auto", "on", "off")
 
 # Fields that do not change the contents of a finished round: they may differ between runs in one directory.
 _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
-                 "tensorboard", "deterministic", "verbose", "ablation", "control_rounds"}
+                 "tensorboard", "deterministic", "verbose", "ablation", "control_rounds",
+                 # How the rounds are computed, not what they are: stacked trials train each network exactly as
+                 # alone; XLA changes float rounding only.
+                 "parallel_trials", "xla"}
 # Identity fields added later: left out of the identity while None, so older directories keep their hash.
 _OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
 
@@ -75,6 +79,8 @@ class Config:
     control_rounds: tuple = ()  # the rounds the controls/ablations train at; () = every round 1..rounds
     score_examples_per_class: int | None = None  # SNIP/GraSP batch (None: 10 for those methods)
     synflow_iterations: int | None = None  # None: 100 with --pruning=synflow
+    parallel_trials: int = 1  # train up to this many trials' rounds side by side as one stacked model
+    xla: str = "auto"  # XLA-compile the training step: auto (where it pays, experiment.xla_pays), on, off
 
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
@@ -160,6 +166,17 @@ class Config:
         need(all(isinstance(r, int) and 1 <= r <= self.rounds for r in self.control_rounds),
              f"--control_rounds must be rounds in [1, {self.rounds}], got "
              f"{','.join(map(str, self.control_rounds))}")
+        need(self.xla in XLA, f"--xla must be one of {', '.join(XLA)}, got '{self.xla}'")
+        need(self.parallel_trials >= 1, f"--parallel_trials must be >= 1, got {self.parallel_trials}")
+        if self.parallel_trials > 1:
+            need(specs.stackable(self.model), f"--parallel_trials cannot stack {self.model} (BatchNorm); stackable: "
+                 f"{', '.join(m for m in specs.MODELS if specs.stackable(m))}")
+            for clash, name in ((self.trainer != "masked", "--trainer=tfmot"),
+                                (self.mixed_precision, "--mixed_precision"),
+                                (self.strategy != "default", f"--strategy={self.strategy}"),
+                                (self.tensorboard, "--tensorboard")):
+                need(not clash, f"--parallel_trials={self.parallel_trials} does not combine with {name}; "
+                     f"use --parallel_trials=1 for it")
         need(len(self.variants) > 0, "--variants must name at least one variant")
         unknown = [v for v in self.variants if v not in VARIANTS]
         need(not unknown, f"unknown variant '{','.join(unknown)}'; choose from: {', '.join(VARIANTS)}")

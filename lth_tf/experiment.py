@@ -56,11 +56,21 @@ class Event:
 
 def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
     spec = models.MODELS[config.model]
+    xla = config.xla == "on" or (config.xla == "auto" and xla_pays(config))
     return training.TrainSpec(
         batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
         eval_every=config.eval_every, optimizer=config.optimizer, momentum=config.momentum,
         lr_boundaries=spec.lr_boundaries, warmup_iterations=spec.warmup_iterations, augment=spec.augment,
-        seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer)
+        seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer, jit_compile=xla)
+
+
+def xla_pays(config: Config) -> bool:
+    """--xla=auto: XLA-compile the training step where it was measured to be faster. On 2 CPU cores
+    (BENCHMARKS.md) it made lenet300_100's step 1.23x faster and conv2's about 25% slower, so: networks
+    without convolutions, trained by lth_tf's masked trainer (tfmot's is the unchanged reference) in full
+    precision on one device. Elsewhere (a GPU) pass --xla=on or off after measuring (benchmarks/gpu_check.sh)."""
+    return (not models.MODELS[config.model].image_input and config.trainer == "masked"
+            and not config.mixed_precision and config.strategy == "default")
 
 
 PAIR_VARIANTS = ("lottery", "reinit", "random")
@@ -96,12 +106,76 @@ def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset |
     returns the store's rows. The store must be open."""
     emit = on_event or (lambda event: None)
     dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
-    for trial in config.trial_ids():
-        with store.trial_lock(trial):  # never two processes on one trial (a full run and a --trial_index run)
+    ids = config.trial_ids()
+    width = config.parallel_trials
+    for group in [ids[i:i + width] for i in range(0, len(ids), width)]:
+        with contextlib.ExitStack() as locks:
+            for trial in group:  # never two processes on one trial (a full run and a --trial_index run)
+                locks.enter_context(store.trial_lock(trial))
             with training.precision_policy(config.mixed_precision):  # models are built inside the trial
-                _Trial(config, store, dataset, trial, emit, strategy, pairs).run()
+                trials = [_Trial(config, store, dataset, trial, emit, strategy, pairs) for trial in group]
+                _Group(trials, width).run()
     emit(Event("done"))
     return store.results()
+
+
+class _Group:
+    """Runs trials side by side: each trial is a generator that yields lists of training jobs (rounds, or the
+    copies of a pair) and is sent their results; the group trains compatible jobs of all its trials together
+    on one RoundTrainer, stacked (lth_tf.stacked) when --parallel_trials > 1. With one trial and width 1 this
+    is the sequential experiment: each job trains alone on the trial's own model."""
+
+    def __init__(self, trials: list, width: int):
+        self.trials = trials
+        c = trials[0].config
+        per_trial = max(2 if trials[0].pairs is not None else 1,
+                        len(c.control_rounds or range(1, c.rounds + 1)) if len(c.variants) > 1 else 1)
+        # Networks beyond the jobs a step can have would only train idle.
+        self.capacity = 1 if width == 1 else max(1, min(width, len(trials) * per_trial))
+        self._trainer = None
+        for trial in trials:
+            trial.width = self.capacity
+
+    def trainer(self) -> training.RoundTrainer:
+        if self._trainer is None:  # built lazily: a fully finished trial trains (and traces) nothing
+            first = self.trials[0]
+            keras.utils.set_random_seed(first.seed)
+            # The trials' own models are the stacked networks (jobs run on any of them: a trial keeps no state
+            # in its model between jobs); more are built when the trials can have more jobs at once.
+            nets = [trial.model for trial in self.trials][:self.capacity]
+            nets += [first.build(first.seed + 7919 * i) for i in range(self.capacity - len(nets))]
+            spec = train_spec(first.config, first.seed)
+            if first.strategy is not None and first.config.xla == "auto":
+                spec = dataclasses.replace(spec, jit_compile=False)  # measured on one device only
+            with first.scope():
+                self._trainer = training.RoundTrainer(nets if self.capacity > 1 else nets[0], first.data, spec)
+        return self._trainer
+
+    def run(self) -> None:
+        steps = {i: trial.run() for i, trial in enumerate(self.trials)}
+        pending = {}
+
+        def advance(i, value):
+            try:
+                pending[i] = steps[i].send(value)
+            except StopIteration:
+                pending.pop(i, None)
+
+        for i in steps:
+            advance(i, None)
+        while pending:
+            # The first waiting request's kind (start iteration, record_at) decides; every waiting request of
+            # the same kind that fits joins it.
+            key = next(iter(pending.values()))[0].batch_key()
+            chosen, jobs = [], []
+            for i, request in pending.items():
+                if request[0].batch_key() == key and len(jobs) + len(request) <= self.capacity:
+                    chosen.append((i, len(request)))
+                    jobs.extend(request)
+            results = self.trainer().train_many(jobs)
+            for i, count in chosen:
+                advance(i, results[:count])
+                results = results[count:]
 
 
 class _Trial:
@@ -109,8 +183,10 @@ class _Trial:
         self.config, self.store, self.data, self.trial, self.emit = config, store, dataset, trial, emit
         self.pairs = pairs
         self.seed = config.seed * 1000 + trial
+        self.strategy = strategy
         self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
-        self._trainer = None
+        self.total_iterations = train_spec(config, self.seed).total_iterations
+        self.width = 1  # how many jobs one request may hold (_Group sets it)
 
     # ---- building blocks -----------------------------------------------------------------------------
     def build(self, seed: int) -> keras.Model:
@@ -118,15 +194,8 @@ class _Trial:
             return models.build(self.config.model, self.data.input_shape, self.data.num_classes,
                                 seed=seed, dropout=self.config.dropout)
 
-    @property
-    def trainer(self) -> training.RoundTrainer:
-        if self._trainer is None:  # built lazily: a fully finished trial trains (and traces) nothing
-            keras.utils.set_random_seed(self.seed)
-            with self.scope():
-                self._trainer = training.RoundTrainer(self.model, self.data, train_spec(self.config, self.seed))
-        return self._trainer
-
-    def run(self) -> None:
+    def run(self):
+        """The trial, as a generator: it yields lists of training.Job and is sent their RoundResults (_Group)."""
         self.model = self.build(self.seed)
         self.initial = self.store.load_weights(self.trial, "initial")
         if self.initial is None:
@@ -135,14 +204,26 @@ class _Trial:
         c = self.config
         self.rates = pruning.layer_rates(self.model, c.prune_rate_fc, c.prune_rate_conv, c.prune_rate_output,
                                          c.prune_layers)
-        self.run_lottery()
+        yield from self.run_lottery()
         for variant in c.variants:
             if variant != "lottery":
-                self.run_control(variant)
+                yield from self.run_control(variant)
         if self.pairs is not None:
-            self.run_pairs()
+            yield from self.run_pairs()
 
     def train_round(self, variant, round_, start, masks, record_at=None, start_iteration=0):
+        """Trains one round (a generator: `result, weights = yield from self.train_round(...)`)."""
+        [outcome] = yield from self.train_rounds([(variant, round_, start, masks, record_at, start_iteration)])
+        return outcome
+
+    def train_rounds(self, rounds: list):
+        """Trains rounds [(variant, round, start, masks, record_at, start_iteration)] side by side and stores
+        each; returns their (result, weights)."""
+        jobs = [self.round_job(*spec) for spec in rounds]
+        results = yield jobs
+        return [self.finish_round(*spec[:4], result) for spec, result in zip(rounds, results)]
+
+    def round_job(self, variant, round_, start, masks, record_at, start_iteration) -> training.Job:
         c = self.config
         self.emit(Event("start", self.trial, variant, round_, {"weights_remaining": pruning.remaining(masks)}))
         callbacks = []
@@ -152,16 +233,19 @@ class _Trial:
         store, trial = self.store, self.trial
         # The round's data order depends on (trial seed, round) only, so a resumed or re-run round sees the
         # same batches; the backup (after each eval_every chunk) lets a killed run continue mid-round.
-        result = self.trainer.train(
-            start, masks, record_at=record_at, callbacks=callbacks,
+        return training.Job(
+            start, masks, record_at=record_at, callbacks=tuple(callbacks),
             on_eval=lambda p: self.emit(Event("eval", self.trial, variant, round_,
-                                              dict(p, total=self.trainer.spec.total_iterations))),
+                                              dict(p, total=self.total_iterations))),
             data_key=data_key(self.seed, round_),
             backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_),
                                        save=lambda arrays: store.save_backup(trial, variant, round_, arrays)),
             on_resume=lambda it: self.emit(Event("resume", trial, variant, round_, {"iteration": it})),
             start_iteration=start_iteration)
-        weights = rewind.snapshot(self.model)
+
+    def finish_round(self, variant, round_, start, masks, result):
+        c, trial = self.config, self.trial
+        weights, record_at = result.weights, result.rewind_weights is not None
         best = result.early_stop
         final = result.curve[-1]
         row = {"trial": self.trial, "variant": variant, "round": round_, "pruning": c.pruning,
@@ -182,7 +266,7 @@ class _Trial:
         return result, weights
 
     # ---- the winning ticket --------------------------------------------------------------------------
-    def run_lottery(self) -> None:
+    def run_lottery(self):
         c, trial = self.config, self.trial
         masks = pruning.full_masks(self.model)
         trained = round0 = None
@@ -212,13 +296,13 @@ class _Trial:
                 masks = prune(_kernels(trained, masks), masks, self.rates)
             if r == 0:
                 record = c.rewind_iteration if c.rewind_iteration > 0 else None
-                result, trained = self.train_round("lottery", 0, self.initial, masks, record_at=record)
+                result, trained = yield from self.train_round("lottery", 0, self.initial, masks, record_at=record)
                 rewind_to = result.rewind_weights if record else self.initial
                 round0 = trained
             else:
                 # Late rewinding: from the iteration-k weights, the k..T part of the schedule.
-                _, trained = self.train_round("lottery", r, self._rewind_target(rewind_to), masks,
-                                              start_iteration=c.rewind_iteration)
+                _, trained = yield from self.train_round("lottery", r, self._rewind_target(rewind_to), masks,
+                                                         start_iteration=c.rewind_iteration)
 
     def _rewind_target(self, rewind_to):
         if rewind_to is None:  # only with --rewind_iteration > 0: the iteration-k weights were lost
@@ -248,9 +332,11 @@ class _Trial:
         """A fresh draw of the same initialisers, other seed per round (Section 2.2)."""
         return rewind.snapshot(self.build(seed=int(rng.integers(1 << 30))))
 
-    def run_control(self, variant: str) -> None:
+    def run_control(self, variant: str):
+        """The control's rounds; they depend only on the lottery rounds, so up to `width` train side by side."""
         c, trial = self.config, self.trial
         rewind_to = self.store.load_weights(trial, "rewind")
+        batch = []
         for r in range(1, c.rounds + 1):
             if c.control_rounds and r not in c.control_rounds:
                 continue  # --control_rounds: the controls at chosen levels only (they cost a round each)
@@ -271,7 +357,12 @@ class _Trial:
                 start = dict(rewind_to)
                 start.update({f"{name}/kernel": kernel for name, kernel in moved.items()})
             # The controls train what the ticket trains: from iteration k (0 without late rewinding) to T.
-            self.train_round(variant, r, start, masks, start_iteration=c.rewind_iteration)
+            batch.append((variant, r, start, masks, None, c.rewind_iteration))
+            if len(batch) == self.width:
+                yield from self.train_rounds(batch)
+                batch = []
+        if batch:
+            yield from self.train_rounds(batch)
 
     def inverted_masks(self, round_: int, ticket: dict, rewind_to: dict) -> dict:
         """`invert`: the weights the round's pruning step would remove are kept instead."""
@@ -288,7 +379,7 @@ class _Trial:
                                          eligible=eligible)
 
     # ---- instability analysis (Frankle et al., ICML 2020) -------------------------------------------
-    def run_pairs(self) -> None:
+    def run_pairs(self):
         c, trial, spec = self.config, self.trial, self.pairs
         k = c.rewind_iteration
         rewind_to = self.store.load_weights(trial, "rewind")
@@ -303,7 +394,7 @@ class _Trial:
                     self.emit(Event("pair_skip", trial, variant, r))
                     continue
                 start, masks = self.pair_start(variant, r, lottery_masks, rewind_to)
-                copies = [self.train_copy(variant, r, i, start, masks) for i in range(2)]
+                copies = yield from self.train_copies(variant, r, start, masks)
                 self.emit(Event("pair_path", trial, variant, r))
                 path = interpolation.linear_path(
                     self.model, copies[0]["weights"], copies[1]["weights"], self.path_data(), masks=masks,
@@ -330,27 +421,41 @@ class _Trial:
         # randomly_prune, layerwise), starting from W_k.
         return rewind_to, pruning.random_masks(lottery_masks, np.random.default_rng([self.seed, round_, 3]))
 
-    def train_copy(self, variant, round_, copy, start, masks) -> dict:
-        """Trains (or loads) one copy of a pair: start under masks, iterations k..T, its own SGD noise."""
-        key = pair_key(self.seed, round_, self.pairs.noise_seeds[copy])
-        stored = self.store.load_copy(self.trial, variant, round_, copy)
-        if stored is not None and stored["row"].get("data_key") == key:
-            return stored
+    def train_copies(self, variant, round_, start, masks):
+        """Trains (or loads) the two copies of a pair: start under masks, iterations k..T, each its own SGD
+        noise; side by side when `width` allows. Returns [{"weights", "row"}] for copies 0 and 1."""
+        copies, todo = {}, []
+        for copy in range(2):
+            key = pair_key(self.seed, round_, self.pairs.noise_seeds[copy])
+            stored = self.store.load_copy(self.trial, variant, round_, copy)
+            if stored is not None and stored["row"].get("data_key") == key:
+                copies[copy] = stored
+            else:
+                todo.append((copy, key))
+        for i in range(0, len(todo), self.width):
+            batch = todo[i:i + self.width]
+            results = yield [self.copy_job(variant, round_, copy, key, start, masks) for copy, key in batch]
+            for (copy, key), result in zip(batch, results):
+                copies[copy] = self.finish_copy(variant, round_, copy, key, result)
+        return [copies[0], copies[1]]
+
+    def copy_job(self, variant, round_, copy, key, start, masks) -> training.Job:
         store, trial = self.store, self.trial
         self.emit(Event("start", trial, f"{variant}/copy{copy}", round_,
                         {"weights_remaining": pruning.remaining(masks)}))
-        result = self.trainer.train(
+        return training.Job(
             start, masks, data_key=key, start_iteration=self.config.rewind_iteration,
             backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_, copy=copy),
                                        save=lambda arrays: store.save_backup(trial, variant, round_, arrays,
                                                                              copy=copy)))
-        weights = rewind.snapshot(self.model)
+
+    def finish_copy(self, variant, round_, copy, key, result) -> dict:
         final = result.curve[-1]
         row = {"data_key": key, "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
                "iterations": result.iterations, "train_seconds": round(result.seconds, 3)}
-        self.store.save_copy(trial, variant, round_, copy, weights=weights, curve=result.curve, row=row)
-        self.store.clear_backup(trial, variant, round_, copy=copy)
-        return {"weights": weights, "row": row}
+        self.store.save_copy(self.trial, variant, round_, copy, weights=result.weights, curve=result.curve, row=row)
+        self.store.clear_backup(self.trial, variant, round_, copy=copy)
+        return {"weights": result.weights, "row": row}
 
     def path_data(self) -> dict:
         d, n = self.data, self.pairs.train_subset

@@ -66,12 +66,18 @@ flags.DEFINE_enum("strategy", D.strategy, list(config_lib.STRATEGIES), "tf.distr
 flags.DEFINE_bool("deterministic", D.deterministic, "Enable TensorFlow op determinism.")
 flags.DEFINE_bool("tensorboard", D.tensorboard, "Write TensorBoard logs per round.")
 flags.DEFINE_bool("quiet", False, "Print only the round lines.")
+flags.DEFINE_integer("parallel_trials", D.parallel_trials, "Train up to N trials (or N control rounds, or both "
+                     "copies of an instability pair) side by side as one stacked model; results are stored per trial "
+                     "as with 1. Networks without BatchNorm (lenet300_100, conv2, conv4, conv6 and their ICLR "
+                     "versions).")
+flags.DEFINE_enum("xla", D.xla, list(config_lib.XLA), "XLA-compile the training step: auto (where measured faster: "
+                  "networks without convolutions, lth_tf's masked trainer, one device), on, or off.")
 
 _FIELDS = ("model", "dataset", "data_dir", "output_dir", "rounds", "epochs", "iterations", "batch_size",
            "learning_rate", "optimizer", "momentum", "prune_rate_fc", "prune_rate_conv", "prune_rate_output",
            "prune_layers", "pruning_scope", "trainer", "pruning", "rewind_iteration", "dropout", "eval_every", "trials", "trial_index",
            "seed", "mixed_precision", "strategy", "deterministic", "tensorboard")
-_FIELDS += ("score_examples_per_class", "synflow_iterations")
+_FIELDS += ("score_examples_per_class", "synflow_iterations", "parallel_trials", "xla")
 
 
 def config_from_flags() -> config_lib.Config:

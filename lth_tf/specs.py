@@ -97,6 +97,15 @@ def fits(name: str, input_shape: tuple) -> str | None:
 
 
 
+_STACKABLE_ARCHITECTURES = ("lenet300_100", "conv2", "conv2_iclr", "conv4", "conv4_iclr", "conv6")
+
+
+def stackable(model: str) -> bool:
+    """Whether --parallel_trials can stack the model (lth_tf.stacked: no BatchNorm)."""
+    spec = MODELS[model]
+    return (spec.builder or model) in _STACKABLE_ARCHITECTURES
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     input_shape: tuple

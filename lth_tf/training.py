@@ -30,7 +30,32 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lth_tf import dropout, pruning
-from lth_tf.rewind import RewindCallback
+
+
+def make_mask_variables(net: keras.Model) -> dict:
+    """One non-trainable all-ones variable per prunable layer of `net`, shaped like its kernel: the round's mask.
+    Variables, so that a new round's masks (`assign_masks`) do not retrace the compiled training step."""
+    return {layer.name: tf.Variable(tf.ones(layer.kernel.shape, layer.kernel.dtype), trainable=False,
+                                    name=f"{layer.name}_mask")
+            for layer in pruning.prunable_layers(net)}
+
+
+def assign_masks(mask_variables: dict, masks: dict) -> None:
+    """Sets mask variables from {layer name: 0/1 array}; a layer without an entry is left unpruned."""
+    for name, variable in mask_variables.items():
+        mask = masks.get(name)
+        variable.assign(np.ones(variable.shape) if mask is None else mask.astype(np.float32))
+
+
+def kernel_masks(net: keras.Model, mask_variables: dict) -> dict:
+    """{kernel variable ref: its mask variable}, for `masked_gradients`."""
+    return {layer.kernel.ref(): mask_variables[layer.name] for layer in pruning.prunable_layers(net)}
+
+
+def masked_gradients(grads, variables, masks_by_ref: dict) -> list:
+    """The gradients with the entries of pruned kernel weights set to exactly 0."""
+    return [g * tf.cast(masks_by_ref[v.ref()], g.dtype) if v.ref() in masks_by_ref else g
+            for g, v in zip(grads, variables)]
 
 
 class MaskedTrainer(keras.Model):
@@ -43,20 +68,14 @@ class MaskedTrainer(keras.Model):
     def __init__(self, net: keras.Model, mask_gradients: bool = True, **kwargs):
         super().__init__(name=f"masked_{net.name}", **kwargs)
         self.net, self.mask_gradients = net, mask_gradients
-        self._layers_by_name = {layer.name: layer for layer in pruning.prunable_layers(net)}
-        self.mask_variables = {
-            name: tf.Variable(tf.ones(layer.kernel.shape, layer.kernel.dtype), trainable=False,
-                              name=f"{name}_mask")
-            for name, layer in self._layers_by_name.items()}
+        self.mask_variables = make_mask_variables(net)
 
     def call(self, inputs, training=None):
         # Under a mixed_float16 policy the net computes in float16; the loss and metrics take float32 logits.
         return tf.cast(self.net(inputs, training=training), tf.float32)
 
     def set_masks(self, masks: dict) -> None:
-        for name, variable in self.mask_variables.items():
-            mask = masks.get(name)
-            variable.assign(np.ones(variable.shape) if mask is None else mask.astype(np.float32))
+        assign_masks(self.mask_variables, masks)
 
     def train_step(self, data):
         x, y = data[0], data[1]
@@ -70,9 +89,7 @@ class MaskedTrainer(keras.Model):
         if scaling:
             grads = self.optimizer.get_unscaled_gradients(grads)
         if self.mask_gradients:  # off under tfmot's wrappers, which mask the kernels themselves at every step
-            masks = {layer.kernel.ref(): self.mask_variables[name] for name, layer in self._layers_by_name.items()}
-            grads = [g * tf.cast(masks[v.ref()], g.dtype) if v.ref() in masks else g
-                     for g, v in zip(grads, variables)]
+            grads = masked_gradients(grads, variables, kernel_masks(self.net, self.mask_variables))
         self.optimizer.apply_gradients(zip(grads, variables))
         return self.compute_metrics(x, y, y_pred, None)
 
@@ -99,6 +116,10 @@ class TrainSpec:
     # 1.4x faster on CPU at 50 than at 1) and the same updates. Fits whose callbacks need every step
     # (late-rewind recording, user callbacks with batch hooks) run one step per call.
     steps_per_execution: int = 50
+    # XLA-compile the training step (Keras' jit_compile). Pruned weights stay exactly 0 (their gradients are
+    # multiplied by 0 inside the compiled step too); surviving ones differ from the uncompiled step's only by
+    # float rounding. `xla_default` says where it was measured to pay.
+    jit_compile: bool = False
 
     @property
     def chunk(self) -> int:
@@ -247,34 +268,38 @@ def _loss_scale_state(optimizer):
 
 
 class _Backup(keras.callbacks.Callback):
-    """Saves the round's state after every evaluation but the last; `unpack` reads a saved one back.
+    """Saves one network's round state after every evaluation but the last; `unpack` reads a saved one back.
 
     The state is taken at an evaluation point (an absolute training iteration of `spec.eval_points(start)`):
     weights, optimizer slots and step, the dynamic loss scale under mixed precision, the curve so far,
-    late-rewind weights, seconds trained. RoundTrainer.train restores it.
+    late-rewind weights, seconds trained. RoundTrainer.train restores it. With stacked trials each network
+    saves its own state into its own job's slot, in the layout of a one-network trainer (`_Slots`), so a
+    backup resumes under any --parallel_trials.
     """
 
     # 2: iteration-based. A mixed-precision backup without the loss scale (written before it was kept) is
     # not used (`unpack`): the round restarts rather than resume with another scale.
     VERSION = 2
 
-    def __init__(self, slot, points, curve, recorder, spec, start, began_seconds, rewind_weights=None):
+    def __init__(self, slot, points, curve, index, recorder, spec, start, began_seconds, net, optimizer_variables,
+                 rewind_weights=None):
         super().__init__()
-        self.slot, self.points, self.curve, self.recorder, self.spec = slot, points, curve, recorder, spec
-        self.start, self.began_seconds = start, began_seconds
+        self.slot, self.points, self.curve, self.index, self.recorder = slot, points, curve, index, recorder
+        self.spec, self.start, self.began_seconds = spec, start, began_seconds
+        self.net, self.optimizer_variables = net, optimizer_variables
         self.clock = time.perf_counter()
         self.rewind_weights = rewind_weights
 
     @classmethod
-    def unpack(cls, arrays, optimizer, spec, start):
-        """The loaded state if it fits this round's trainer, else None (the round then starts over)."""
+    def unpack(cls, arrays, optimizer, variables, spec, start):
+        """The loaded state if it fits this round's trainer, else None (the round then starts over).
+        variables: the optimizer variables of the network the state is for."""
         if not arrays or "meta" not in arrays:
             return None
         try:
             meta = json.loads(str(arrays["meta"]))
         except ValueError:
             return None
-        variables = optimizer.variables
         if (meta.get("version") != cls.VERSION or meta.get("total") != spec.total_iterations
                 or meta.get("chunk_size") != spec.chunk or meta.get("start") != start
                 or meta.get("iteration") not in spec.eval_points(start)[:-1]
@@ -295,20 +320,42 @@ class _Backup(keras.callbacks.Callback):
         if iteration >= self.spec.total_iterations:
             return  # the round is finished: the store keeps the result, not a backup
         from lth_tf import rewind
-        variables = self.model.optimizer.variables
+        variables = self.optimizer_variables
         if self.recorder is not None and self.recorder.weights is not None:
-            self.rewind_weights = self.recorder.weights
+            self.rewind_weights = self.recorder.weights[self.index]
         meta = {"version": self.VERSION, "iteration": iteration, "start": self.start, "chunk_size": self.spec.chunk,
-                "total": self.spec.total_iterations, "curve": self.curve.curve,
+                "total": self.spec.total_iterations, "curve": self.curve.curves[self.index],
                 "seconds": self.began_seconds + time.perf_counter() - self.clock,
                 "optimizer_shapes": [list(v.shape) for v in variables]}
         arrays = {"meta": np.array(json.dumps(meta))}
-        arrays.update({f"net/{k}": v for k, v in rewind.snapshot(self.model).items()})
+        arrays.update({f"net/{k}": v for k, v in rewind.snapshot(self.net).items()})
         arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(variables)})
         loss_scale = _loss_scale_state(self.model.optimizer) or ()
         arrays.update({f"loss_scale/{i}": v.numpy() for i, v in enumerate(loss_scale)})
         arrays.update({f"rewind/{k}": v for k, v in (self.rewind_weights or {}).items()})
         self.slot.save(arrays)
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Records every network's weights after `at` training steps of the fit it is in (0: at its start)."""
+
+    def __init__(self, nets, at: int):
+        super().__init__()
+        self.nets, self.at, self.step, self.weights = nets, at, 0, None
+        self._supports_tf_logs = True  # batch hooks must not force a device sync on every step
+
+    def on_train_begin(self, logs=None):
+        if self.at == 0:
+            self._record()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.weights is None and self.step == self.at:
+            self._record()
+
+    def _record(self):
+        from lth_tf import rewind
+        self.weights = [rewind.snapshot(net) for net in self.nets]
 
 
 @dataclasses.dataclass
@@ -351,30 +398,53 @@ class _EvalCurve(keras.callbacks.Callback):
 
     Losses are the cross-entropy alone: a weight penalty (L2) changes with the mask and would move the
     early-stopping argmin, and the paper's criterion is the validation loss of the classifier.
+    suffixes: the metric-name suffix of each network trained ("" for a one-network trainer, "_i" for the
+    i-th of stacked trials); `curves[i]` is the i-th network's curve and on_eval[i] is told its points.
     """
 
-    def __init__(self, val, test, points, on_eval):
+    def __init__(self, val, test, points, on_eval, suffixes=("",)):
         super().__init__()
-        self.val, self.test, self.points, self.on_eval = val, test, points, on_eval
-        self.curve = []
+        self.val, self.test, self.points, self.on_eval, self.suffixes = val, test, points, on_eval, suffixes
+        self.curves = [[] for _ in suffixes]
 
     def on_epoch_end(self, epoch, logs=None):
         began = time.perf_counter()
         with _one_step_per_execution(self.model):
             val = self.model.evaluate(self.val, verbose=0, return_dict=True)
             test = self.model.evaluate(self.test, verbose=0, return_dict=True)
-        point = {"iteration": self.points[epoch], "train_loss": float(logs["cross_entropy"]),
-                 "val_loss": val["cross_entropy"], "val_accuracy": val["accuracy"],
-                 "test_loss": test["cross_entropy"], "test_accuracy": test["accuracy"],
-                 # Not written to curve.csv; lets callers tell training time from evaluation time.
-                 "eval_seconds": time.perf_counter() - began}
-        self.curve.append(point)
-        if logs is not None:
-            # Keras passes this dict on to the callbacks after this one (TensorBoard logging, History),
-            # which find the evaluations under the usual val_* names, and test_* beside them.
-            logs.update({key: point[key] for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy")})
-        if self.on_eval:
-            self.on_eval(point)
+        seconds = time.perf_counter() - began
+        for curve, suffix, on_eval in zip(self.curves, self.suffixes, self.on_eval):
+            point = {"iteration": self.points[epoch], "train_loss": float(logs["cross_entropy" + suffix]),
+                     "val_loss": val["cross_entropy" + suffix], "val_accuracy": val["accuracy" + suffix],
+                     "test_loss": test["cross_entropy" + suffix], "test_accuracy": test["accuracy" + suffix],
+                     # Not written to curve.csv; lets callers tell training time from evaluation time.
+                     "eval_seconds": seconds}
+            curve.append(point)
+            if logs is not None and suffix == "":
+                # Keras passes this dict on to the callbacks after this one (TensorBoard logging, History),
+                # which find the evaluations under the usual val_* names, and test_* beside them.
+                logs.update({key: point[key] for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy")})
+            if on_eval:
+                on_eval(point)
+
+
+@dataclasses.dataclass
+class Job:
+    """One round for `RoundTrainer.train_many`; the fields are `RoundTrainer.train`'s arguments."""
+
+    start_weights: dict
+    masks: dict
+    record_at: int | None = None
+    on_eval: object = None
+    callbacks: tuple = ()
+    data_key: int | None = None
+    backup: BackupSlot | None = None
+    on_resume: object = None
+    start_iteration: int = 0
+
+    def batch_key(self) -> tuple:
+        """Jobs with equal keys can train side by side in one stacked model (one schedule, one step count)."""
+        return self.start_iteration, self.record_at
 
 
 class RoundTrainer:
@@ -383,33 +453,45 @@ class RoundTrainer:
     trainer="tfmot" (TrainSpec.trainer) trains through tfmot instead: the model wrapped once in
     PruneLowMagnitude (pruning.wrap), each round's mask assigned to the wrappers and held fixed, with
     tfmot's UpdatePruningStep; the reference against which the fast masked path is tested.
+
+    Given a list of networks of one architecture, it trains up to that many rounds at once as one stacked
+    Keras model (`lth_tf.stacked`, --parallel_trials): `train_many` takes one `Job` per network.
     """
 
-    def __init__(self, model: keras.Model, data, spec: TrainSpec):
-        self.model, self.data, self.spec = model, data, spec
+    def __init__(self, model, data, spec: TrainSpec):
+        self.nets = list(model) if isinstance(model, (list, tuple)) else [model]
+        self.model, self.data, self.spec = self.nets[0], data, spec
         self.wrapped = None
-        if spec.trainer == "tfmot":
+        stacked = len(self.nets) > 1
+        if stacked:
+            from lth_tf import stacked as stacked_lib
+            if spec.trainer != "masked" or spec.mixed_precision:
+                raise ValueError("stacked trials train with trainer='masked' and without mixed precision "
+                                 "(one loss scale would be shared by the trials)")
+            self.trainer = stacked_lib.StackedTrainer(self.nets)
+        elif spec.trainer == "tfmot":
             # Shares its variables with `model`; the wrappers' masks are set per round (assign_masks).
-            self.wrapped = pruning.wrap(model, pruning.full_masks(model))
+            self.wrapped = pruning.wrap(self.model, pruning.full_masks(self.model))
             self.trainer = MaskedTrainer(self.wrapped, mask_gradients=False)
         elif spec.trainer == "masked":
-            self.trainer = MaskedTrainer(model)
+            self.trainer = MaskedTrainer(self.model)
         else:
             raise ValueError(f"unknown trainer '{spec.trainer}'; choose masked or tfmot")
         self.steps_per_execution = max(1, min(int(spec.steps_per_execution), spec.chunk))
-        self.trainer.compile(optimizer=make_optimizer(spec),
-                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                             metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(
-                                 from_logits=True, name="cross_entropy")],
-                             steps_per_execution=self.steps_per_execution)
+        losses = {} if stacked else dict(  # a stacked trainer computes its per-trial losses and metrics itself
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")])
+        self.trainer.compile(optimizer=make_optimizer(spec), steps_per_execution=self.steps_per_execution,
+                             jit_compile=bool(spec.jit_compile), **losses)
         # Keras picks the one-step or the looping training function from the variable's value when it first
         # makes it; make it now, so a first fit at one step per execution (late rewinding) cannot fix it
         # to one step for the rounds after.
         self.trainer.make_train_function()
         # Slots exist from the start (not at the first step), so a backup can be restored into them.
         self.trainer.optimizer.build(self.trainer.trainable_variables)
+        self._slots = [_optimizer_slots(self.trainer, net) for net in self.nets] if stacked else None
         # Dropout draws keyed by (round key, step, layer), like the data order: exact resumes (see dropout.py).
-        self._dropout_key = dropout.make_positional(model, self.trainer.optimizer.iterations)
+        self._dropout_keys = [dropout.make_positional(net, self.trainer.optimizer.iterations) for net in self.nets]
         with tf.device("/cpu:0"):  # the training data, once; each round's stream only gathers from it
             self._x, self._y = tf.constant(data.x_train), tf.constant(data.y_train)
         # Building the tf.data graph of a stream traces its functions, about 25 ms a round on 2 CPU cores (1% of
@@ -420,6 +502,11 @@ class RoundTrainer:
             input_signature=[tf.TensorSpec([], tf.int64)] * 3, autograph=False)
         self.val_data = data.eval_pipeline("validation").with_options(_data_sharding())
         self.test_data = data.eval_pipeline("test").with_options(_data_sharding())
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs one `train_many` call takes."""
+        return len(self.nets)
 
     def train(self, start_weights: dict, masks: dict, record_at: int | None = None,
               on_eval=None, callbacks=(), data_key: int | None = None, backup: BackupSlot | None = None,
@@ -435,62 +522,96 @@ class RoundTrainer:
         backup: saves state after each evaluation; a state it loads makes the round continue from there
             (on_resume(iteration) is called first).
         """
+        return self.train_many([Job(start_weights, masks, record_at=record_at, on_eval=on_eval,
+                                    callbacks=tuple(callbacks), data_key=data_key, backup=backup,
+                                    on_resume=on_resume, start_iteration=start_iteration)])[0]
+
+    def train_many(self, jobs: list) -> list:
+        """Trains each job on its own network (job i on network i), side by side, and returns their RoundResults
+        (weights set). All jobs share `batch_key()` (start iteration, record_at): one schedule drives them.
+        Networks without a job this time take no update (their losses are weighted 0). With backups, the jobs
+        resume together from a common iteration, or (if their saved states disagree) all start over."""
         from lth_tf import rewind
         spec = self.spec
-        if not 0 <= start_iteration < spec.total_iterations:
-            raise ValueError(f"start_iteration {start_iteration} is outside [0, {spec.total_iterations})")
+        if not 1 <= len(jobs) <= self.capacity:
+            raise ValueError(f"{len(jobs)} jobs for a trainer of {self.capacity} networks")
+        if len({job.batch_key() for job in jobs}) != 1:
+            raise ValueError("jobs trained together need the same start_iteration and record_at")
+        stacked = self._slots is not None
+        if stacked and any(job.callbacks for job in jobs):
+            raise ValueError("stacked trials take no per-round callbacks")
+        start, record_at = jobs[0].batch_key()
+        if not 0 <= start < spec.total_iterations:
+            raise ValueError(f"start_iteration {start} is outside [0, {spec.total_iterations})")
         optimizer = self.trainer.optimizer
         reset_optimizer(optimizer)
         schedule = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
         if isinstance(schedule, _Schedule):
-            schedule.offset.assign(start_iteration)
-        self.trainer.set_masks(masks)
-        if self._dropout_key is not None:  # the optimizer's step (restored with a backup) is the other part
-            self._dropout_key.assign(spec.seed if data_key is None else data_key)
-        state = _Backup.unpack(backup.load(), optimizer, spec, start_iteration) if backup else None
-        done = state["iteration"] if state else start_iteration
-        if state:
-            if on_resume:
-                on_resume(done)
-            rewind.restore(self.model, state["net"], masks={})  # pruned entries were saved as zeros
-            for variable, value in zip(optimizer.variables, state["optimizer"]):
-                variable.assign(value)
-            for variable, value in zip(_loss_scale_state(optimizer) or (), state["loss_scale"]):
-                variable.assign(value)
+            schedule.offset.assign(start)
+        keys = [spec.seed if job.data_key is None else job.data_key for job in jobs]
+        if stacked:
+            self.trainer.set_masks([job.masks for job in jobs])
         else:
-            rewind.restore(self.model, start_weights, masks)
+            self.trainer.set_masks(jobs[0].masks)
+        for dropout_key, key in zip(self._dropout_keys, keys):
+            if dropout_key is not None:  # the optimizer's step (restored with a backup) is the other part
+                dropout_key.assign(key)
+        slots = self._slots or [optimizer.variables]
+        states = [_Backup.unpack(job.backup.load(), optimizer, slots[i], spec, start) if job.backup else None
+                  for i, job in enumerate(jobs)]
+        if len({state["iteration"] if state else None for state in states}) != 1:
+            states = [None] * len(jobs)  # saved at different points: resuming them together is impossible
+        done = states[0]["iteration"] if states[0] else start
+        for i, (job, state) in enumerate(zip(jobs, states)):
+            if state:
+                if job.on_resume:
+                    job.on_resume(done)
+                rewind.restore(self.nets[i], state["net"], masks={})  # pruned entries were saved as zeros
+                for variable, value in zip(slots[i], state["optimizer"]):
+                    variable.assign(value)  # the step counter, shared by stacked networks, too
+                for variable, value in zip(_loss_scale_state(optimizer) or (), state["loss_scale"]):
+                    variable.assign(value)
+            else:
+                rewind.restore(self.nets[i], job.start_weights, job.masks)
         if self.wrapped is not None:
-            pruning.assign_masks(self.wrapped, masks)
-        points = spec.eval_points(start_iteration)
-        curve = _EvalCurve(self.val_data, self.test_data, points, on_eval)
-        curve.curve = list(state["curve"]) if state else []
-        recorder = None
-        if record_at and not (state and state["rewind"] is not None):
-            # Counts from where this fit starts; a resumed state past record_at carries the recorded weights.
-            recorder = RewindCallback(rewind_iteration=record_at - done)
-        saver = None
-        if backup:
-            saver = _Backup(backup, points, curve, recorder, spec, start_iteration,
-                            state["seconds"] if state else 0.0, state["rewind"] if state else None)
+            pruning.assign_masks(self.wrapped, jobs[0].masks)
+        points = spec.eval_points(start)
+        suffixes = [f"_{i}" for i in range(len(jobs))] if stacked else [""]
+        curve = _EvalCurve(self.val_data, self.test_data, points, [job.on_eval for job in jobs], suffixes)
+        curve.curves = [list(state["curve"]) if state else [] for state in states]
+        recorded = states[0]["rewind"] is not None if states[0] else False
+        recorder = _Recorder(self.nets[:len(jobs)], record_at - done) if record_at and not recorded else None
+        savers = [_Backup(job.backup, points, curve, i, recorder, spec, start, state["seconds"] if state else 0.0,
+                          self.nets[i], slots[i], state["rewind"] if state else None)
+                  for i, (job, state) in enumerate(zip(jobs, states)) if job.backup]
         extra = [tfmot_update_step()] if self.wrapped is not None else []
-        key = spec.seed if data_key is None else data_key
+        callbacks = [cb for job in jobs for cb in job.callbacks]
         began = time.perf_counter()
         for first, steps, epochs in _segments(points, done):
             # One fit per run of equal chunks: a late-rewound round whose k is not a multiple of eval_every
             # trains the steps up to the next evaluation point first, then whole chunks.
-            fit_callbacks = ([recorder] if recorder and recorder.weights is None else []) + extra
-            fit_callbacks += [curve] + ([saver] if saver else []) + [*callbacks]
-            every_step = (recorder is not None and recorder.weights is None) or _needs_every_step(callbacks)
+            recording = recorder is not None and recorder.weights is None
+            fit_callbacks = ([recorder] if recording else []) + extra + [curve] + savers + callbacks
+            every_step = recording or _needs_every_step(callbacks)
             self._set_steps_per_execution(1 if every_step else self.steps_per_execution)
-            stream = self.stream(key, start_batch=(points[first] - steps) - start_iteration)
+            start_batch = (points[first] - steps) - start
+            if stacked:  # networks without a job see the first job's batches; their losses are weighted 0
+                stream = self.stacked_stream(keys + keys[:1] * (self.capacity - len(jobs)), start_batch)
+            else:
+                stream = self.stream(keys[0], start_batch=start_batch)
             self.trainer.fit(stream, epochs=first + epochs, initial_epoch=first, steps_per_epoch=steps,
                              callbacks=fit_callbacks, verbose=0)
-        seconds = time.perf_counter() - began + (state["seconds"] if state else 0.0)
-        rewind_weights = None
-        if record_at:
-            rewind_weights = recorder.weights if recorder else state["rewind"]
-        return RoundResult(curve=curve.curve, iterations=spec.total_iterations - start_iteration, seconds=seconds,
-                           rewind_weights=rewind_weights, resumed_from=done)
+        seconds = time.perf_counter() - began
+        results = []
+        for i, state in enumerate(states):
+            rewind_weights = None
+            if record_at:
+                rewind_weights = recorder.weights[i] if recorder else state["rewind"]
+            results.append(RoundResult(
+                curve=curve.curves[i], iterations=spec.total_iterations - start,
+                seconds=seconds + (state["seconds"] if state else 0.0), weights=rewind.snapshot(self.nets[i]),
+                rewind_weights=rewind_weights, resumed_from=done))
+        return results
 
     def stream(self, key: int, start_batch: int = 0) -> tf.data.Dataset:
         """The training batches of a round with data key `key` from batch `start_batch` on (`train_stream`)."""
@@ -498,12 +619,35 @@ class RoundTrainer:
             return tf.constant(value, tf.int64)
         return self._make_stream(scalar(key), scalar(start_batch), scalar(self.spec.batch_size))
 
+    def stacked_stream(self, keys: list, start_batch: int = 0) -> tf.data.Dataset:
+        """Each network's own batches side by side: elements ((x_0, ..., x_n-1), (y_0, ..., y_n-1)), network i
+        seeing exactly the batches `stream(keys[i], start_batch)` gives a one-network trainer."""
+        streams = tuple(self.stream(key, start_batch) for key in keys)
+        return tf.data.Dataset.zip(streams).map(
+            lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(2)
+
     def _set_steps_per_execution(self, steps: int) -> None:
         # Keras keeps steps_per_execution in a variable that the compiled training loop reads, so changing it
         # between fits needs no recompile and no retrace (compile() would drop the traced functions).
         variable = getattr(self.trainer, "_steps_per_execution", None)
         if variable is not None and int(variable.numpy()) != steps:
             variable.assign(steps)
+
+
+def _optimizer_slots(trainer, net) -> list:
+    """`net`'s share of the stacked trainer's optimizer variables, in a one-network trainer's layout: the step
+    counter, then each of net's trainable variables' slots in order. tf_keras optimizers keep [iterations]
+    followed by a fixed number of slots per trainable variable, in the order they were built."""
+    variables, trainable = trainer.optimizer.variables, trainer.trainable_variables
+    per, rest = divmod(len(variables) - 1, len(trainable))
+    if rest:
+        raise ValueError(f"cannot split {len(variables)} optimizer variables among {len(trainable)} weights")
+    index = {v.ref(): i for i, v in enumerate(trainable)}
+    out = [variables[0]]
+    for v in net.trainable_variables:
+        i = index[v.ref()]
+        out.extend(variables[1 + per * i: 1 + per * (i + 1)])
+    return out
 
 
 def _segments(points: list, done: int) -> list:
