@@ -84,6 +84,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke test: few steps, 2 repeats")
     parser.add_argument("--batch", type=int, default=None,
                         help="batch size for every model (default: lenet300_100 60, conv2 50, others 128)")
+    parser.add_argument("--xla", action="store_true",
+                        help="also time lth_tf's masked round training XLA-compiled (at sparsity 0.9)")
     parser.add_argument("--mixed_precision", action="store_true",
                         help="build and train every trainer under Keras' mixed_float16 policy (GPU)")
     parser.add_argument("--random_data", action="store_true", help="use random data, not Fashion-MNIST")
@@ -310,6 +312,15 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
         if s == 0:
             masks = {layer: np.ones_like(m) for layer, m in masks.items()}
         configs.append(Config(name, "lth_tf masked", s, spe, masked_run(trainer, masks, start)))
+
+    # (e) "lth_tf masked xla": the same round training with the step XLA-compiled (TrainSpec.jit_compile, --xla).
+    if args.xla:
+        xla_net = build()
+        xla_trainer = training.RoundTrainer(xla_net, dataset, dataclasses.replace(spec, jit_compile=True))
+        exclude_evaluations(xla_trainer)
+        masks = pruning.prune_oneshot(kernels, {layer: 1.0 - HEADLINE_SPARSITY for layer in kernels})
+        configs.append(Config(name, "masked xla", HEADLINE_SPARSITY, spe,
+                              masked_run(xla_trainer, masks, rewind.snapshot(xla_net))))
 
     # (d) "lth_tf tfmot trainer": the reference path of --trainer=tfmot, a RoundTrainer training tfmot's
     # PruneLowMagnitude wrappers (mask held fixed, UpdatePruningStep), at the tfmot sparsities.
@@ -565,6 +576,11 @@ def main(argv=None) -> int:
     for name, batch, _, configs in rows:
         log(f"({name} b{batch} sparsity {HEADLINE_SPARSITY} masked/dense ratio by {other} time: "
             f"{headline_ratio(configs, other):.3f})")
+        xla = next((c for c in configs if c.kind == "masked xla"), None)
+        if xla is not None:
+            masked = next(c for c in configs if c.kind == "lth_tf masked" and c.sparsity == HEADLINE_SPARSITY)
+            log(f"{name} b{batch} sparsity {HEADLINE_SPARSITY} XLA/masked step throughput ratio: "
+                f"{_ratio(xla, masked, args.clock):.3f} (by {other} time {_ratio(xla, masked, other):.3f})")
     # The headline, lenet300_100 last: its line is the script's last line.
     for name, batch, _, configs in sorted(rows, key=lambda row: row[0] == "lenet300_100"):
         log(f"{name} b{batch} sparsity {HEADLINE_SPARSITY} masked/dense throughput ratio: "

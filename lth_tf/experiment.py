@@ -25,6 +25,11 @@ round's start network are trained from iteration k to T under one mask with diff
 augmentation), and the error along the linear path between them is measured (lth_tf.interpolation). Each copy
 and each pair's result are stored like rounds, so finished ones are never trained again.
 
+Each trial is a generator that yields the training jobs it needs next (a round; the control rounds or a pair's
+two copies, which do not depend on each other) and is sent their results. `_Group` runs --parallel_trials
+trials this way on one RoundTrainer, training the jobs of all of them that fit side by side in one stacked
+model (lth_tf.stacked); with --parallel_trials=1 each job trains alone, on the trial's own model.
+
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
     run(cfg, Store(cfg.results_dir()), on_event=print)
 """
@@ -64,13 +69,21 @@ def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
         seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer, jit_compile=xla)
 
 
+# XLA compiles a trainer's step once (a few seconds on 2 CPU cores) and then saves about a fifth of each step
+# of a network without convolutions: it pays for trials that train at least this many steps.
+XLA_MIN_TRIAL_STEPS = 50_000
+
+
 def xla_pays(config: Config) -> bool:
-    """--xla=auto: XLA-compile the training step where it was measured to be faster. On 2 CPU cores
-    (BENCHMARKS.md) it made lenet300_100's step 1.23x faster and conv2's about 25% slower, so: networks
-    without convolutions, trained by lth_tf's masked trainer (tfmot's is the unchanged reference) in full
-    precision on one device. Elsewhere (a GPU) pass --xla=on or off after measuring (benchmarks/gpu_check.sh)."""
-    return (not models.MODELS[config.model].image_input and config.trainer == "masked"
-            and not config.mixed_precision and config.strategy == "default")
+    """--xla=auto: XLA-compile the training step where it was measured to be faster (BENCHMARKS.md, 2 CPU
+    cores): lenet300_100's step ran 1.26x faster per CPU-second, conv2's 0.73x, and the compilation costs
+    seconds per trainer. So: networks without convolutions whose trial trains at least XLA_MIN_TRIAL_STEPS
+    steps (the paper's lenet300_100 does, the quickstart does not), with lth_tf's masked trainer (tfmot's is the
+    unchanged reference) in full precision on one device. On a GPU, measure (benchmarks/gpu_check.sh) and pass
+    --xla=on or off."""
+    steps = (config.rounds + 1) * config.round_iterations
+    return (not models.MODELS[config.model].image_input and steps >= XLA_MIN_TRIAL_STEPS
+            and config.trainer == "masked" and not config.mixed_precision and config.strategy == "default")
 
 
 PAIR_VARIANTS = ("lottery", "reinit", "random")

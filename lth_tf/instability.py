@@ -138,6 +138,8 @@ def _run(base, ks, variants, root, stores, printer) -> None:
     from lth_tf import store as store_lib
     logging.set_verbosity(logging.ERROR)
     from lth_tf import data, distribute, experiment  # starts TensorFlow
+    from lth_tf import stacked
+    stacked.configure_threads(base.parallel_trials)  # before any TensorFlow op
 
     if base.deterministic:
         distribute.enable_determinism(base.seed)

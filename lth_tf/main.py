@@ -222,6 +222,8 @@ def _run(cfg, store, chief: bool, printer) -> None:
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
     from lth_tf import data, distribute, experiment  # starts TensorFlow
 
+    from lth_tf import stacked
+    stacked.configure_threads(cfg.parallel_trials)  # before any TensorFlow op, like the strategies below
     try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
         strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
         if cfg.deterministic:

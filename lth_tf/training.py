@@ -223,12 +223,7 @@ def train_stream(x, y, batch_size: int, key: int, start_batch: int = 0, augment:
     # Tensors or ints alike: RoundTrainer builds streams through one traced function (see there).
     key = tf.cast(key, tf.int64)
     first = tf.cast(start_batch, tf.int64) * tf.cast(batch_size, tf.int64)
-
-    def permutation(epoch):
-        seed = tf.stack([key, epoch])
-        return tf.data.Dataset.from_tensor_slices(tf.argsort(tf.random.stateless_uniform([n], seed=seed)))
-
-    indices = tf.data.Dataset.range(first // n, INFINITY).flat_map(permutation).skip(first % n)
+    indices = example_order(n, key, first)
     if augment:
         from lth_tf.data import _augment  # the pipeline's own augmentation, keyed by the example's position
         examples = tf.data.Dataset.zip(tf.data.Dataset.range(first, INFINITY), indices).map(
@@ -238,6 +233,24 @@ def train_stream(x, y, batch_size: int, key: int, start_batch: int = 0, augment:
     else:
         batches = indices.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
     return batches.with_options(_data_sharding()).prefetch(tf.data.AUTOTUNE)
+
+
+def example_order(n: int, key, first) -> tf.data.Dataset:
+    """The training example indices of data key `key` from position `first` on: epoch e is the permutation
+    argsort(stateless_uniform([n], seed=(key, e))), epochs one after the other (see `train_stream`).
+    A vector of keys gives vectors: element j holds each key's j-th index (stacked trials' orders in one
+    stream; their epochs end at the same positions)."""
+    key, first = tf.cast(key, tf.int64), tf.cast(first, tf.int64)
+
+    def one(k, epoch):
+        return tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([k, epoch])))
+
+    def permutation(epoch):
+        if key.shape.rank == 0:
+            return tf.data.Dataset.from_tensor_slices(one(key, epoch))
+        return tf.data.Dataset.from_tensor_slices(tf.stack([one(key[i], epoch) for i in range(key.shape[0])], 1))
+
+    return tf.data.Dataset.range(first // n, INFINITY).flat_map(permutation).skip(first % n)
 
 
 def _data_sharding() -> tf.data.Options:
@@ -500,6 +513,11 @@ class RoundTrainer:
         self._make_stream = tf.function(
             lambda key, start_batch, batch_size: train_stream(x, y, batch_size, key, start_batch, augment),
             input_signature=[tf.TensorSpec([], tf.int64)] * 3, autograph=False)
+        n = int(x.shape[0])
+        self._make_orders = tf.function(  # stacked trials: all networks' example orders in one stream
+            lambda keys, start_batch, batch_size: example_order(n, keys, start_batch * batch_size).batch(batch_size),
+            input_signature=[tf.TensorSpec([len(self.nets)], tf.int64)] + [tf.TensorSpec([], tf.int64)] * 2,
+            autograph=False)
         self.val_data = data.eval_pipeline("validation").with_options(_data_sharding())
         self.test_data = data.eval_pipeline("test").with_options(_data_sharding())
 
@@ -622,9 +640,21 @@ class RoundTrainer:
     def stacked_stream(self, keys: list, start_batch: int = 0) -> tf.data.Dataset:
         """Each network's own batches side by side: elements ((x_0, ..., x_n-1), (y_0, ..., y_n-1)), network i
         seeing exactly the batches `stream(keys[i], start_batch)` gives a one-network trainer."""
-        streams = tuple(self.stream(key, start_batch) for key in keys)
-        return tf.data.Dataset.zip(streams).map(
-            lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(2)
+        def scalar(value):
+            return tf.constant(value, tf.int64)
+        if self.spec.augment:  # augmentation is keyed per stream: zip whole streams
+            streams = tuple(self.stream(key, start_batch) for key in keys)
+            return tf.data.Dataset.zip(streams).map(
+                lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(2)
+        # All networks' index batches ([batch, networks]) from one stream, then one gather for all of them: a
+        # stream and a gather per network per step made the input pipeline the bottleneck of small networks.
+        orders = self._make_orders(tf.constant(keys, tf.int64), scalar(start_batch), scalar(self.spec.batch_size))
+        x, y, count = self._x, self._y, len(keys)
+
+        def gather(indices):
+            indices = tf.transpose(indices)
+            return tuple(tf.unstack(tf.gather(x, indices), count)), tuple(tf.unstack(tf.gather(y, indices), count))
+        return orders.map(gather).with_options(_data_sharding()).prefetch(tf.data.AUTOTUNE)
 
     def _set_steps_per_execution(self, steps: int) -> None:
         # Keras keeps steps_per_execution in a variable that the compiled training loop reads, so changing it

@@ -38,6 +38,9 @@ def error_line(result):
     (["--rounds=abc"], "--rounds"),
     (["stray_argument"], "unexpected arguments"),
     (["--flagfile=/nonexistent.flags"], "nonexistent.flags"),
+    (["--model=resnet18", "--dataset=cifar10", "--parallel_trials=2"], "--parallel_trials cannot stack resnet18"),
+    (["--parallel_trials=2", "--trainer=tfmot"], "does not combine with --trainer=tfmot"),
+    (["--xla=maybe"], "--xla"),
 ])
 def test_bad_input_one_line_no_traceback_nothing_written(tmp_path, args, message):
     out = tmp_path / "out"

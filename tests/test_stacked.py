@@ -138,3 +138,14 @@ def test_batchnorm_networks_and_clashing_settings_are_refused():
     with pytest.raises(stacked.StackError, match="BatchNormalization"):
         stacked.check_stackable(net)
     stacked.check_stackable(models.build("conv2", (28, 28, 1), 10))
+
+
+def test_xla_auto_is_on_only_for_long_trials_of_networks_without_convolutions():
+    def jit(**fields):
+        return experiment.train_spec(Config(**fields).resolve(), 0).jit_compile
+    assert jit(model="lenet300_100", dataset="mnist1d", rounds=5, iterations=10_000)  # 60,000 steps a trial
+    assert not jit(model="lenet300_100", dataset="mnist1d", rounds=5, iterations=3_000)  # the quickstart's size
+    assert not jit(model="conv2", dataset="fashion_mnist", rounds=5, iterations=10_000)  # convolutions: slower
+    assert not jit(model="lenet300_100", dataset="mnist1d", rounds=5, iterations=10_000, trainer="tfmot")
+    assert not jit(model="lenet300_100", dataset="mnist1d", rounds=5, iterations=10_000, xla="off")
+    assert jit(model="conv2", dataset="fashion_mnist", rounds=1, iterations=10, xla="on")
