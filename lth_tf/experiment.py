@@ -59,9 +59,10 @@ class Event:
     info: dict = dataclasses.field(default_factory=dict)
 
 
-def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
+def train_spec(config: Config, trial_seed: int, distributed: bool = False) -> training.TrainSpec:
+    """distributed: the trainer is built under a tf.distribute strategy (given to `run`)."""
     spec = models.MODELS[config.model]
-    xla = config.xla == "on" or (config.xla == "auto" and xla_pays(config))
+    xla = config.xla == "on" or (config.xla == "auto" and xla_pays(config, distributed))
     return training.TrainSpec(
         batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
         eval_every=config.eval_every, optimizer=config.optimizer, momentum=config.momentum,
@@ -74,7 +75,7 @@ def train_spec(config: Config, trial_seed: int) -> training.TrainSpec:
 XLA_MIN_TRIAL_STEPS = 50_000
 
 
-def xla_pays(config: Config) -> bool:
+def xla_pays(config: Config, distributed: bool = False) -> bool:
     """--xla=auto: XLA-compile the training step where it was measured to be faster (BENCHMARKS.md, 2 CPU
     cores): lenet300_100's step ran 1.26x faster per CPU-second, conv2's 0.73x, and the compilation costs
     seconds per trainer. So: networks without convolutions whose trial trains at least XLA_MIN_TRIAL_STEPS
@@ -83,7 +84,8 @@ def xla_pays(config: Config) -> bool:
     --xla=on or off."""
     steps = (config.rounds + 1) * config.round_iterations
     return (not models.MODELS[config.model].image_input and steps >= XLA_MIN_TRIAL_STEPS
-            and config.trainer == "masked" and not config.mixed_precision and config.strategy == "default")
+            and config.trainer == "masked" and not config.mixed_precision and config.strategy == "default"
+            and not distributed)
 
 
 PAIR_VARIANTS = ("lottery", "reinit", "random")
@@ -157,9 +159,7 @@ class _Group:
             # in its model between jobs); more are built when the trials can have more jobs at once.
             nets = [trial.model for trial in self.trials][:self.capacity]
             nets += [first.build(first.seed + 7919 * i) for i in range(self.capacity - len(nets))]
-            spec = train_spec(first.config, first.seed)
-            if first.strategy is not None and first.config.xla == "auto":
-                spec = dataclasses.replace(spec, jit_compile=False)  # measured on one device only
+            spec = train_spec(first.config, first.seed, distributed=first.strategy is not None)
             with first.scope():
                 self._trainer = training.RoundTrainer(nets if self.capacity > 1 else nets[0], first.data, spec)
         return self._trainer
@@ -258,7 +258,7 @@ class _Trial:
 
     def finish_round(self, variant, round_, start, masks, result):
         c, trial = self.config, self.trial
-        weights, record_at = result.weights, result.rewind_weights is not None
+        weights = result.weights
         best = result.early_stop
         final = result.curve[-1]
         row = {"trial": self.trial, "variant": variant, "round": round_, "pruning": c.pruning,
@@ -271,7 +271,8 @@ class _Trial:
         row.update({f"remaining_{name}": float(m.mean()) for name, m in masks.items()})
         if variant == "lottery" and round_ == 0:
             # Before result.json: a round 0 that counts as finished always has its rewind target stored.
-            self.store.save_weights(trial, "rewind", result.rewind_weights if record_at else self.initial)
+            recorded = result.rewind_weights  # the iteration-k weights with late rewinding, else None
+            self.store.save_weights(trial, "rewind", recorded if recorded is not None else self.initial)
         self.store.save_round(self.trial, variant, round_, masks=masks, curve=result.curve,
                               start_weights=_masked(start, masks), weights=weights, row=row)
         self.store.clear_backup(self.trial, variant, round_)

@@ -78,6 +78,9 @@ class StackedTrainer(keras.Model):
             check_stackable(net)
         self.nets = list(nets)
         self.mask_variables = [training.make_mask_variables(net) for net in self.nets]
+        self._kernel_masks = {}  # every network's {kernel ref: mask variable}, for masked_gradients
+        for net, mask_variables in zip(self.nets, self.mask_variables):
+            self._kernel_masks.update(training.kernel_masks(net, mask_variables))
         # a_i: 1 for a network with a job this round, 0 for an idle one (its weights then take no update)
         self.active = tf.Variable(tf.ones([len(self.nets)]), trainable=False, name="active")
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -109,10 +112,7 @@ class StackedTrainer(keras.Model):
             total = tf.add_n([a * loss for a, loss in zip(tf.unstack(self.active), losses)])
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
-        masks = {}
-        for net, mask_variables in zip(self.nets, self.mask_variables):
-            masks.update(training.kernel_masks(net, mask_variables))
-        self.optimizer.apply_gradients(zip(training.masked_gradients(grads, variables, masks), variables))
+        self.optimizer.apply_gradients(zip(training.masked_gradients(grads, variables, self._kernel_masks), variables))
         return self._update_metrics(ys, logits)
 
     def test_step(self, data):

@@ -118,7 +118,7 @@ class TrainSpec:
     steps_per_execution: int = 50
     # XLA-compile the training step (Keras' jit_compile). Pruned weights stay exactly 0 (their gradients are
     # multiplied by 0 inside the compiled step too); surviving ones differ from the uncompiled step's only by
-    # float rounding. `xla_default` says where it was measured to pay.
+    # float rounding. `experiment.xla_pays` says where it was measured to pay (--xla=auto).
     jit_compile: bool = False
 
     @property
@@ -286,7 +286,7 @@ class _Backup(keras.callbacks.Callback):
     The state is taken at an evaluation point (an absolute training iteration of `spec.eval_points(start)`):
     weights, optimizer slots and step, the dynamic loss scale under mixed precision, the curve so far,
     late-rewind weights, seconds trained. RoundTrainer.train restores it. With stacked trials each network
-    saves its own state into its own job's slot, in the layout of a one-network trainer (`_Slots`), so a
+    saves its own state into its own job's slot, in the layout of a one-network trainer (`_optimizer_slots`), so a
     backup resumes under any --parallel_trials.
     """
 
