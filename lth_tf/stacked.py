@@ -88,6 +88,11 @@ class StackedTrainer(keras.Model):
                           keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name=f"cross_entropy_{i}"))
                          for i in range(len(self.nets))]
 
+    def make_train_function(self, force=False):
+        if self.train_function is None or force:
+            self.train_function = training.looping_train_function(self)
+        return self.train_function
+
     @property
     def metrics(self):
         return [metric for pair in self._per_net for metric in pair]  # Keras resets these every epoch
