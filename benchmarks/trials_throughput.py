@@ -1,6 +1,7 @@
 """IMP rounds per hour with N trials stacked in one model (--parallel_trials=N) against N trials one by one.
 
-    python -m benchmarks.trials_throughput            # about 10 minutes on 2 CPU cores
+    python -m benchmarks.trials_throughput            # about 45 minutes on 2 CPU cores (3 repeats)
+    python -m benchmarks.trials_throughput --repeats=1  # about 15 minutes
     python -m benchmarks.trials_throughput --quick    # N = 1, 2, 8 only, shorter rounds (a smoke run)
 
 Each measurement runs a whole experiment in a fresh child process (lth_tf.experiment.run into a fresh results
@@ -12,6 +13,11 @@ wall time. "Sequential" trains 2 trials one after the other at --parallel_trials
 depend on how many run after it, so N sequential trials take N times as long); each stacked row trains N
 trials at --parallel_trials=N, and its ratio is its rounds per hour over the sequential row's. The same run
 uses --xla=auto (which leaves XLA off for trials this short) and also times lenet300_100 with --xla=on.
+
+A shared 2-core machine gives single timings up to 2x apart, so the whole list runs --repeats times (3 unless
+told), each pass in a rotated order. Every ratio is taken within one pass (a row over that pass's sequential
+row) and the table shows the median over passes, with the lowest and highest; seconds and rounds per hour are
+medians too.
 
   lenet300_100: MNIST-1D (lth_tf's offline default), batch 60, 1,000 iterations a round, 2 IMP rounds.
   conv2: 8,000 Fashion-MNIST training images (800 held out), 1,000 test images; batch 50, 30 iterations a round,
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,6 +102,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", default=",".join(SETUPS), help="comma-separated (default: %(default)s)")
     parser.add_argument("--ns", default=None, help="comma-separated N (default 1,2,4,8,16; --quick: 1,2,8)")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over all measurements (default 3)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one measurement
     parser.add_argument("--fashion", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,7 +110,12 @@ def main() -> None:
     unknown = [m for m in names if m not in SETUPS]
     if unknown:
         parser.error(f"unknown model {','.join(unknown)}; choose from {','.join(SETUPS)}")
-    ns = [int(n) for n in (args.ns or ("1,2,8" if args.quick else "1,2,4,8,16")).split(",")]
+    try:
+        ns = [int(n) for n in (args.ns or ("1,2,8" if args.quick else "1,2,4,8,16")).split(",")]
+    except ValueError:
+        parser.error(f"--ns must be comma-separated whole numbers, not {args.ns!r}")
+    if min(ns) < 1 or args.repeats < 1:
+        parser.error("--ns and --repeats must be at least 1")
     out = args.out + ("_quick" if args.quick else "")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "measurements.json")
@@ -123,40 +136,69 @@ def main() -> None:
         [sys.executable, "-c", "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tensorflow as tf; "
          "print('TensorFlow', tf.__version__, '; GPUs:', len(tf.config.list_physical_devices('GPU')))"],
         capture_output=True, text=True).stdout.strip())
-    for label, name, trials, parallel, xla in measurements(ns, args.quick, names):
-        if label in done or (SETUPS[name]["dataset"] == "fashion_mnist" and not fashion):
+    listed = measurements(ns, args.quick, names)
+    for repeat in range(args.repeats):
+        # Rotated per pass, so no row always runs right after the same neighbour (or first, on a cold cache).
+        shift = repeat * len(listed) // args.repeats
+        for label, name, trials, parallel, xla in listed[shift:] + listed[:shift]:
+            key = pass_key(label, repeat)
+            if key in done or (SETUPS[name]["dataset"] == "fashion_mnist" and not fashion):
+                continue
+            common.log(f"{key}: {trials} trials ...")
+            done[key] = measure(label, args, ns, fashion)
+            common.log(f"{key}: {done[key]['rounds']} rounds in {done[key]['seconds']:.1f}s")
+            with open(path + ".tmp", "w") as f:
+                json.dump(done, f, indent=1)
+            os.replace(path + ".tmp", path)
+    print(table(listed, done, args.repeats))
+
+
+def pass_key(label: str, repeat: int) -> str:
+    """measurements.json's key of one pass's measurement (the first pass's is the bare label)."""
+    return label if repeat == 0 else f"{label} #{repeat + 1}"
+
+
+def measure(label: str, args, ns, fashion) -> dict:
+    """Runs one measurement in a fresh child process; returns what the child wrote to child.json."""
+    command = [sys.executable, "-m", "benchmarks.trials_throughput", f"--child={label}", f"--out={args.out}",
+               f"--models={args.models}", f"--ns={','.join(map(str, ns))}"] + (["--quick"] if args.quick else [])
+    if fashion:
+        command.append(f"--fashion={fashion}")
+    finished = subprocess.run(command, cwd=common.REPO, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise SystemExit(f"{label} failed:\n{finished.stderr[-3000:]}")
+    with open(os.path.join(args.out + ("_quick" if args.quick else ""), "child.json")) as f:
+        return json.load(f)
+
+
+def paired_ratios(done: dict, label: str, base: str, repeats: int) -> list:
+    """label's rounds per hour over base's, within each pass that has both."""
+    pairs = [(done.get(pass_key(label, r)), done.get(pass_key(base, r))) for r in range(repeats)]
+    return [m["rounds_per_hour"] / b["rounds_per_hour"] for m, b in pairs if m and b]
+
+
+def table(listed, done: dict, repeats: int) -> str:
+    """The printed table: medians over passes; its last line is the S the issue asks for."""
+    lines = [f"\n{'measurement':<36} {'trials':>6} {'rounds':>6} {'seconds':>8} {'rounds/hour':>12} "
+             f"{'vs sequential':>14} {'lowest':>7} {'highest':>7} {'passes':>6}", "-" * 111]
+    for label, name, *_ in listed:
+        runs = [done[pass_key(label, r)] for r in range(repeats) if pass_key(label, r) in done]
+        if not runs:
             continue
-        common.log(f"{label}: {trials} trials ...")
-        command = [sys.executable, "-m", "benchmarks.trials_throughput", f"--child={label}", f"--out={args.out}",
-                   f"--models={args.models}", f"--ns={','.join(map(str, ns))}"] + (["--quick"] if args.quick else [])
-        if fashion:
-            command.append(f"--fashion={fashion}")
-        finished = subprocess.run(command, cwd=common.REPO, capture_output=True, text=True)
-        if finished.returncode != 0:
-            raise SystemExit(f"{label} failed:\n{finished.stderr[-3000:]}")
-        with open(os.path.join(out, "child.json")) as f:
-            done[label] = json.load(f)
-        common.log(f"{label}: {done[label]['rounds']} rounds in {done[label]['seconds']:.1f}s")
-        with open(path + ".tmp", "w") as f:
-            json.dump(done, f, indent=1)
-        os.replace(path + ".tmp", path)
-    print(f"\n{'measurement':<36} {'trials':>6} {'rounds':>6} {'seconds':>8} {'rounds/hour':>12} {'vs sequential':>14}")
-    print("-" * 87)
-    for label, name, *_ in measurements(ns, args.quick, names):
-        if label not in done:
-            continue
-        m, base = done[label], done.get(f"{name} sequential")
-        ratio = m["rounds_per_hour"] / base["rounds_per_hour"] if base else float("nan")
-        print(f"{label:<36} {m['trials']:>6} {m['rounds']:>6} {m['seconds']:>8.1f} {m['rounds_per_hour']:>12.0f} "
-              f"{ratio:>14.2f}")
-    xla_on, xla_off = done.get("lenet300_100 sequential xla=on"), done.get("lenet300_100 sequential")
-    if xla_on and xla_off:
-        print(f"\nlenet300_100 sequential XLA on/off rounds-per-hour ratio (compilation included): "
-              f"{xla_on['rounds_per_hour'] / xla_off['rounds_per_hour']:.2f}")
-    eight, base = done.get("lenet300_100 parallel_trials=8"), done.get("lenet300_100 sequential")
-    if eight and base:
-        print(f"lenet300_100 parallel_trials=8 speedup over sequential: "
-              f"{eight['rounds_per_hour'] / base['rounds_per_hour']:.2f}")
+        ratios = paired_ratios(done, label, f"{name} sequential", repeats)
+        ratio = (f"{statistics.median(ratios):>14.2f} {min(ratios):>7.2f} {max(ratios):>7.2f}" if ratios
+                 else f"{'nan':>14} {'':>7} {'':>7}")
+        lines.append(f"{label:<36} {runs[0]['trials']:>6} {runs[0]['rounds']:>6} "
+                     f"{statistics.median(m['seconds'] for m in runs):>8.1f} "
+                     f"{statistics.median(m['rounds_per_hour'] for m in runs):>12.0f} {ratio} {len(runs):>6}")
+    xla = paired_ratios(done, "lenet300_100 sequential xla=on", "lenet300_100 sequential", repeats)
+    if xla:
+        lines.append(f"\nlenet300_100 sequential XLA on/off rounds-per-hour ratio (compilation included): "
+                     f"{statistics.median(xla):.2f}")
+    eight = paired_ratios(done, "lenet300_100 parallel_trials=8", "lenet300_100 sequential", repeats)
+    if eight:
+        lines.append(f"lenet300_100 parallel_trials=8 speedup over sequential: {statistics.median(eight):.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
