@@ -1,7 +1,7 @@
 """IMP rounds per hour with N trials stacked in one model (--parallel_trials=N) against N trials one by one.
 
-    python -m benchmarks.trials_throughput            # about 45 minutes on 2 CPU cores (3 repeats)
-    python -m benchmarks.trials_throughput --repeats=1  # about 15 minutes
+    python -m benchmarks.trials_throughput            # about 30 to 45 minutes on 2 CPU cores (3 repeats)
+    python -m benchmarks.trials_throughput --repeats=1  # about 10 to 15 minutes
     python -m benchmarks.trials_throughput --quick    # N = 1, 2, 8 only, shorter rounds (a smoke run)
 
 Each measurement runs a whole experiment in a fresh child process (lth_tf.experiment.run into a fresh results
