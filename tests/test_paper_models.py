@@ -147,7 +147,7 @@ TRAINING_LENGTHS = [
     ("resnet18", "cifar10", 85, 85 * 352),  # ~30K iterations at batch 128, after the drops at 20K and 25K
     ("resnet18_warmup", "cifar10", 85, 85 * 352),
     # The paper gives iterations: whole epochs nearest to them, as before.
-    ("vgg19", "cifar10", 159, 159 * 704),  # 112K at batch 64
+    ("vgg19", "cifar10", 160, 160 * 704),  # ICLR Section 4: 160 epochs (112,480 iterations) at batch 64
     ("lenet300_100_iclr", "mnist", 55, 55 * 917),  # 50K at batch 60
     ("conv2_iclr", "cifar10", 27, 27 * 750),  # 20K
     ("conv4_iclr", "cifar10", 33, 33 * 750),  # 25K
@@ -234,6 +234,25 @@ def test_paper_defaults_per_model():
     assert Config(model="resnet18", dataset="cifar10", learning_rate=0.01).resolve().learning_rate == 0.01
     # Variants share the architecture (and so the count) of their base model.
     assert counts(models.build("vgg19_warmup", CIFAR, 10)) == counts(models.build("vgg19", CIFAR, 10))
+
+
+@pytest.mark.parametrize("name", ["vgg19", "vgg19_warmup"])
+def test_vgg19_trains_the_iclr_schedule(name):
+    """ICLR Section 4: VGG-19 trains 160 epochs = 112,480 iterations at batch 64 (703 iterations per epoch of
+    45,000 images), the learning rate dropped 10x at epochs 80 and 120, i.e. at iterations 56,240 and 84,360."""
+    from lth_tf import training
+
+    epoch = 45_000 // 64
+    assert (epoch, 160 * epoch) == (703, 112_480)
+    spec = models.MODELS[name]
+    assert (spec.iterations, spec.lr_boundaries, spec.batch_size) == (160 * epoch, (80 * epoch, 120 * epoch), 64)
+    cfg = Config(model=name, dataset="cifar10", iterations=112_480, eval_every=epoch).resolve()
+    train = experiment.train_spec(cfg, 0)
+    assert train.total_iterations == 112_480
+    schedule = training.make_optimizer(train)._learning_rate  # the schedule the optimizer reads at each step
+    steps = (spec.warmup_iterations, 56_239, 56_240, 84_359, 84_360, 112_479)
+    rates = [float(schedule(tf.constant(step, tf.int64))) for step in steps]
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["conv2", "conv4", "lenet300_100", "conv2_iclr", "conv4_iclr", "conv6"])
@@ -324,6 +343,10 @@ def test_figure_flagfiles_resolve(path):
         assert cfg.dropout == 0.5
     if "oneshot" in path:
         assert cfg.pruning == "oneshot"
+    # Each round trains exactly the stated length (TrainSpec rounds it up to a multiple of eval_every).
+    assert cfg.round_iterations % cfg.eval_every == 0
+    if cfg.model.startswith(("vgg19", "resnet18")):  # Section 4 states their training length in iterations
+        assert cfg.round_iterations == models.MODELS[cfg.model].iterations
     if "warmup" in path:
         assert models.MODELS[cfg.model].warmup_iterations > 0
     elif cfg.model in ("vgg19", "resnet18"):
