@@ -43,7 +43,7 @@ import numpy as np
 import tf_keras as keras
 
 from lth_tf import data as data_lib
-from lth_tf import init_scores, interpolation, models, pruning, rewind, summaries, training
+from lth_tf import convergence, init_scores, interpolation, models, pruning, rewind, summaries, training
 from lth_tf.config import AT_INIT, Config
 from lth_tf.store import Store
 
@@ -268,6 +268,10 @@ class _Trial:
                "val_loss_at_early_stop": best["val_loss"],
                "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
                "iterations": result.iterations, "train_seconds": round(result.seconds, 3)}
+        # arXiv v1 footnote 1's measure beside the early stop; None (an empty cell) when the round never converged.
+        converged = convergence.at_convergence(result.curve) or {}
+        row["convergence_iteration"] = converged.get("iteration")
+        row["test_accuracy_at_convergence"] = converged.get("test_accuracy")
         row.update({f"remaining_{name}": float(m.mean()) for name, m in masks.items()})
         if variant == "lottery" and round_ == 0:
             # Before result.json: a round 0 that counts as finished always has its rewind target stored.

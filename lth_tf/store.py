@@ -49,9 +49,11 @@ import zlib
 
 import numpy as np
 
+# The footnote-1 convergence columns (lth_tf.convergence) come after the older ones, so a reader that indexes
+# the older columns by position still finds them; rounds stored before they existed leave them empty.
 COLUMNS = ["trial", "variant", "round", "pruning", "weights_remaining", "early_stop_iteration",
            "test_accuracy_at_early_stop", "val_loss_at_early_stop", "test_accuracy", "test_loss",
-           "iterations", "train_seconds"]
+           "iterations", "train_seconds", "convergence_iteration", "test_accuracy_at_convergence"]
 CURVE_COLUMNS = ["iteration", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
 
 

@@ -1,5 +1,8 @@
 """A whole lottery-ticket experiment on a tiny setting: the paper's properties hold in what is stored, and
 finished work is never redone."""
+import csv
+import os
+
 import numpy as np
 import pytest
 
@@ -44,6 +47,18 @@ def test_every_round_is_trained_and_recorded(finished):
     for row in rows:
         assert row["early_stop_iteration"] in (20, 40)
         assert 0.0 <= row["test_accuracy_at_early_stop"] <= 1.0
+
+
+def test_rounds_too_short_for_footnote_1_are_stored_as_not_converged(finished):
+    store, _ = finished
+    for row in store.results():  # 40 iterations: the rule needs a 1000-iteration window and span
+        assert row["convergence_iteration"] is None and row["test_accuracy_at_convergence"] is None
+    with open(os.path.join(store.root, "results.csv")) as f:
+        reader = csv.DictReader(f)
+        cells = list(reader)
+    columns = reader.fieldnames
+    assert columns[columns.index("train_seconds") + 1:][:2] == ["convergence_iteration", "test_accuracy_at_convergence"]
+    assert {c["convergence_iteration"] for c in cells} == {""}
 
 
 def test_exact_remaining_fraction_per_layer_with_the_output_layer_at_half_rate(finished):
