@@ -17,8 +17,11 @@ which merges trials written by several processes into one directory; ``results.c
 warning line on stderr.
 
 Figures (after Frankle & Carbin, ICLR 2019):
-  early_stop.png  early-stop iteration vs percent of weights remaining (Figures 3 and 4)
+  early_stop.png  early-stop iteration (minimum validation loss) vs percent of weights remaining (Figures 3, 4)
   accuracy.png    test accuracy at early stop vs percent of weights remaining (Figures 3 and 4)
+  convergence.png, accuracy_at_convergence.png
+                  fully-connected models only: the same for arXiv v1 footnote 1's convergence (moving average
+                  of test loss), the v1 paper's measure for lenet-300-100 (lth_tf.report_convergence)
   curves.png      test accuracy vs training iteration at chosen rounds (Figure 2)
   histograms.png  initial values of the surviving weights, per layer, at chosen rounds (Figure 8)
   summary.md      settings and one table per variant
@@ -49,6 +52,8 @@ import sys
 
 import numpy as np
 import pandas as pd
+
+from lth_tf import report_convergence
 
 __all__ = [
     "ReportError",
@@ -140,6 +145,8 @@ def load_results(results_dir):
         # The directory names are authoritative for where the round's files are.
         row["trial"], row["variant"], row["round"] = int(m.group(1)), m.group(2), int(m.group(3))
         row["round_dir"] = rdir
+        if "convergence_iteration" not in row:  # stored before lth_tf kept it: from the round's curve
+            row.update(report_convergence.from_curve(load_curve(rdir)))
         rows.append(row)
 
     if rows:
@@ -169,7 +176,7 @@ def load_results(results_dir):
     df["trial"] = df["trial"].astype(int)
     df["round"] = df["round"].astype(int)
     for col in ("weights_remaining", "early_stop_iteration", "test_accuracy_at_early_stop", "test_accuracy",
-                "val_loss_at_early_stop", "test_loss", "iterations", "train_seconds"):
+                "val_loss_at_early_stop", "test_loss", "iterations", "train_seconds", *report_convergence.STATS):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     df = df.drop_duplicates(subset=["trial", "variant", "round"], keep="last")
@@ -187,18 +194,22 @@ def summarize(df):
 
     Columns: variant, pruning, round, weights_remaining (mean fraction), weights_remaining_pct,
     early_stop_iteration_{mean,min,max}, test_accuracy_at_early_stop_{mean,min,max}, test_accuracy_mean
-    (final accuracy), trials (number of finished trials).
+    (final accuracy), trials (number of finished trials), then report_convergence.SUMMARY_COLUMNS:
+    convergence_iteration_{mean,min,max}, test_accuracy_at_convergence_{mean,min,max} over the trials that
+    converged (arXiv v1 footnote 1) and converged (how many did).
     """
     cols = ["variant", "pruning", "round", "weights_remaining", "weights_remaining_pct",
             "early_stop_iteration_mean", "early_stop_iteration_min", "early_stop_iteration_max",
             "test_accuracy_at_early_stop_mean", "test_accuracy_at_early_stop_min", "test_accuracy_at_early_stop_max",
-            "test_accuracy_mean", "test_accuracy_min", "test_accuracy_max", "trials"]
+            "test_accuracy_mean", "test_accuracy_min", "test_accuracy_max", "trials",
+            *report_convergence.SUMMARY_COLUMNS]
     if df is None or df.empty:
         return pd.DataFrame(columns=cols)
     df = df.copy()
     if "pruning" not in df.columns:
         df["pruning"] = "iterative"
-    for col in ("weights_remaining", "early_stop_iteration", "test_accuracy_at_early_stop", "test_accuracy"):
+    for col in ("weights_remaining", "early_stop_iteration", "test_accuracy_at_early_stop", "test_accuracy",
+                *report_convergence.STATS):
         if col not in df.columns:
             df[col] = np.nan
     g = df.groupby(_KEY, sort=True)
@@ -214,6 +225,7 @@ def summarize(df):
         "test_accuracy_min": g["test_accuracy"].min(),
         "test_accuracy_max": g["test_accuracy"].max(),
         "trials": g["trial"].nunique(),
+        **report_convergence.aggregate(g),
     }).reset_index()
     out["weights_remaining_pct"] = 100.0 * out["weights_remaining"]
     return out[cols]
@@ -691,11 +703,16 @@ def _write_report(results_dir, out_dir, rounds, instability_round=None):
     summary = summarize(df)
     written = list(written)
 
+    early = report_convergence.EARLY_STOP
     written.append(plot_vs_weights(summary, "early_stop_iteration", "Early-stop iteration (val. loss)",
-                                   os.path.join(out_dir, "early_stop.png"), title="Early-stop iteration"))
+                                   os.path.join(out_dir, "early_stop.png"), title=f"Early-stop iteration ({early})"))
     written.append(plot_vs_weights(summary, "test_accuracy_at_early_stop", "Test accuracy at early stop (%)",
                                    os.path.join(out_dir, "accuracy.png"), scale=100.0,
-                                   title="Test accuracy at early stop"))
+                                   title=f"Test accuracy at early stop ({early})"))
+    configs = [load_config(d) for d in dirs]
+    fully_connected = report_convergence.applies(config.get("model") for _, config in configs)
+    if fully_connected:
+        written += report_convergence.plot(summary, out_dir, plot_vs_weights)
 
     curve_variant = _curve_variant(df)
     available = set(df.loc[df["variant"] == curve_variant, "round"].tolist())
@@ -723,8 +740,7 @@ def _write_report(results_dir, out_dir, rounds, instability_round=None):
                 written.append(p)
 
     settings = []
-    for d in dirs:
-        config_hash, config = load_config(d)
+    for d, (config_hash, config) in zip(dirs, configs):
         settings += ([f"Directory `{os.path.abspath(d)}`", ""] if len(dirs) > 1 else []) + \
             [_format_settings(config_hash, config)]
     extra = []
@@ -739,9 +755,10 @@ def _write_report(results_dir, out_dir, rounds, instability_round=None):
         *extra,
         "## Results",
         "",
-        "Mean over finished trials, [min, max] in brackets. Early stop: iteration of minimum validation loss.",
+        f"Mean over finished trials, [min, max] in brackets. Measure: {report_convergence.EARLY_STOP}.",
         "",
         format_summary(summary),
+        *(report_convergence.section(summary, _fmt_pct_weights) if fully_connected else []),
     ])
     md = os.path.join(out_dir, "summary.md")
     with open(md, "w") as f:
