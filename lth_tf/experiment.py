@@ -99,7 +99,8 @@ class PairSpec:
         fresh draw of the initialiser) and `random` (random masks with the round's per-layer counts, at W_k).
     alphas: points on the path (int: evenly spaced in [0, 1]) ; bn: "interpolate" or "recompute" (see
     lth_tf.interpolation); train_subset: the first n training examples are the fixed training split of the path;
-    noise_seeds: the two copies' SGD-noise seeds (equal seeds give identical copies).
+    noise_seeds: the two copies' SGD-noise seeds (equal seeds give identical copies). They are part of a stored
+        pair's identity (`matches`): other seeds train new copies and measure a new path.
     """
 
     variants: tuple = ("lottery",)
@@ -113,6 +114,13 @@ class PairSpec:
         """What a stored path's numbers depend on beyond the trained copies."""
         return {"alphas": interpolation.alpha_grid(self.alphas), "bn": self.bn,
                 "bn_batches": self.bn_batches if self.bn == "recompute" else 0, "train_subset": self.train_subset}
+
+    def matches(self, stored: dict) -> bool:
+        """Whether a stored pair result is this spec's: the same path and the same noise seeds. A result that
+        records no seeds was written before they were recorded, with the default (1, 2): the only seeds the
+        command line has ever used."""
+        return (stored.get("path") == self.path_identity()
+                and stored.get("noise_seeds", [1, 2]) == [int(s) for s in self.noise_seeds])
 
 
 def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset | None = None,
@@ -401,14 +409,13 @@ class _Trial:
         c, trial, spec = self.config, self.trial, self.pairs
         k = c.rewind_iteration
         rewind_to = self.store.load_weights(trial, "rewind")
-        path_id = spec.path_identity()
         for r in range(c.rounds + 1):
             lottery_masks = self.store.load_round(trial, "lottery", r, "masks")
             for variant in spec.variants:
                 if r == 0 and variant != "lottery":
                     continue  # round 0 is the dense network: no mask to reinitialise or shuffle
                 stored = self.store.load_pair(trial, variant, r)
-                if stored is not None and stored.get("path") == path_id:
+                if stored is not None and spec.matches(stored):
                     self.emit(Event("pair_skip", trial, variant, r))
                     continue
                 start, masks = self.pair_start(variant, r, lottery_masks, rewind_to)
@@ -425,7 +432,8 @@ class _Trial:
                           # The copies' own test accuracies (the path's end points), averaged.
                           "accuracy_end_points": 1.0 - (path.errors["test"][0] + path.errors["test"][-1]) / 2,
                           "copy_test_accuracy": [copy["row"]["test_accuracy"] for copy in copies],
-                          "alphas": path.alphas, "errors": path.errors, "bn": path.bn, "path": path_id}
+                          "alphas": path.alphas, "errors": path.errors, "bn": path.bn,
+                          "path": spec.path_identity(), "noise_seeds": [int(s) for s in spec.noise_seeds]}
                 self.store.save_pair(trial, variant, r, result, masks)
                 self.emit(Event("pair", trial, variant, r, result))
 

@@ -2,6 +2,7 @@
 pairs are never trained again, and the command line answers bad input in one line."""
 import csv
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -108,6 +109,34 @@ def test_same_noise_seed_gives_identical_copies_and_no_instability(tmp_path, mni
         a, b = (store.load_copy(0, "lottery", r, i) for i in range(2))
         assert all(np.array_equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
     assert all(row["instability_test"] == 0.0 and row["instability_train"] == 0.0 for row in rows)
+
+
+def test_other_noise_seeds_train_new_copies_and_a_result_without_seeds_resumes(tmp_path, mnist1d):
+    """The copies' noise seeds are part of a pair's identity: other seeds train new copies, with those seeds'
+    data orders, and measure a new path, rather than reusing the stored pairs. A result written before the seeds
+    were recorded counts as the default seeds' (1, 2), so such a directory resumes."""
+    sweep(tmp_path, mnist1d, [20], variants=("lottery",))
+    store = Store(stability.store_dir(tmp_path, 20))
+    for r in (0, 1):  # the result.json an older lth_tf wrote: no noise_seeds in it
+        path = os.path.join(store.pair_dir(0, "lottery", r), "result.json")
+        with open(path) as f:
+            result = json.load(f)
+        result.pop("noise_seeds", None)
+        with open(path, "w") as f:
+            json.dump(result, f)
+    _, events = sweep(tmp_path, mnist1d, [20], variants=("lottery",))
+    assert trained(events) == [] and len([e for _, e in events if e.kind == "pair_skip"]) == 2
+
+    _, events = sweep(tmp_path, mnist1d, [20], variants=("lottery",), noise_seeds=(3, 4))
+    assert sorted(trained(events)) == sorted((20, f"lottery/copy{i}", r) for r in (0, 1) for i in (0, 1))
+    assert len([e for _, e in events if e.kind == "pair"]) == 2
+    trial_seed = Config(**SETTINGS).seed * 1000 + 0  # experiment._Trial's seed of trial 0
+    for r in (0, 1):
+        keys = [store.load_copy(0, "lottery", r, i)["row"]["data_key"] for i in (0, 1)]
+        assert keys == [experiment.pair_key(trial_seed, r, s) for s in (3, 4)]
+        assert store.load_pair(0, "lottery", r)["noise_seeds"] == [3, 4]
+    _, events = sweep(tmp_path, mnist1d, [20], variants=("lottery",), noise_seeds=(3, 4))
+    assert trained(events) == [] and len([e for _, e in events if e.kind == "pair_skip"]) == 2
 
 
 def test_resume_trains_nothing_finished_and_new_alphas_only_reevaluate(finished, mnist1d):
