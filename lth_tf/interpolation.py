@@ -10,10 +10,14 @@ For two networks W1, W2 of one architecture (optionally under one pruning mask m
 Two networks are linearly mode connected (the network they were trained from is *stable*) when the barrier is
 about 0; the paper calls a barrier below 2% stable. The end points a = 0 and a = 1 are always on the grid.
 
-BatchNorm: by default every saved weight is interpolated, the moving mean and variance included, as the
-paper's code does (``bn="interpolate"``). ``bn="recompute"`` instead re-estimates the moving statistics of each
-W(a) from training batches (the mean of the batch statistics) before evaluating it. ``PathResult.bn`` says
-which one a result used.
+BatchNorm: W(a) is always evaluated in inference mode, so each BatchNorm layer normalises with the moving mean
+and variance W(a) holds. ``bn="interpolate"`` (the default) interpolates them like every other saved weight:
+(1 - a) m1 + a m2 for the moving mean, and the same for the moving variance (the variance, not the standard
+deviation), with gamma and beta interpolated too; nothing is re-estimated. ``bn="recompute"`` instead resets
+them and re-estimates them for each W(a) from `bn_batches` training batches (forward passes in training mode;
+the result is the mean of the batch statistics), the interpolated trainable weights unchanged. Which of the two
+the ICML paper's experiments used could not be checked, so neither is claimed to be its choice.
+``PathResult.bn`` says which one a result used.
 
     from lth_tf import interpolation, rewind
     w1, w2 = rewind.snapshot(model_a), rewind.snapshot(model_b)    # two tf_keras models of one architecture
