@@ -16,11 +16,12 @@ Levels: GLOBAL pruning (one pool: every layer at the same rate 75% per round, as
 included (one-shot is a reference line only), train at round 2 only (--control_rounds=2). Round 0 of each
 directory is the dense network.
 Training: SGD; lenet300_100 at learning rate 0.1, batch 128, 2,000 iterations; conv2 with momentum 0.9 at 0.05,
-batch 60, 400 iterations, evaluated once at the end (the budget's limit; both networks are short of convergence, and
-every method trains exactly as long). Order: every method for each lenet trial, then for each conv2 trial; a job of
-a trial after the first is optional: it starts only if it fits in the budget left. Then ``OUT/summary.md``: final
-test accuracy (%) at each level, mean [min, max] over trials, the ablation table at round 2, and figures
-(``OUT/figures``) drawn by lth_tf.report.
+batch 60, 400 iterations, evaluated once at the end (the budget's limit; both networks are short of convergence).
+Round 0 and every round of the at-init methods and their ablations train all 2,000 / 400 steps; the pruned rounds
+of IMP and one-shot, and IMP's ablations, rewind to iteration 100 and train 100..T: 1,900 / 300 steps, 100 fewer.
+Order: every method for each lenet trial, then for each conv2 trial; a job of a trial after the first is optional:
+it starts only if it fits in the budget left. Then ``OUT/summary.md``: final test accuracy (%) at each level, mean
+[min, max] over trials, the ablation table at round 2, and figures (``OUT/figures``) drawn by lth_tf.report.
 Runs are resumable: finished rounds are skipped by the store, and the time spent accumulates in
 ``OUT/timing.json``.
 
