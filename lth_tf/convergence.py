@@ -39,6 +39,7 @@ rule exactly: at a finer spacing each change spans fewer iterations and the same
     from lth_tf import convergence
     convergence.convergence_iteration([100, 200, ...], [2.3, 1.9, ...])   # int, or None: not converged
     convergence.at_convergence(result.curve)   # that evaluation's point (test_accuracy, ...), or None
+    np.nanmin(convergence.largest_change(iterations, losses))   # how close a round that never converged came
 """
 from __future__ import annotations
 
@@ -78,21 +79,32 @@ def moving_average(iterations, losses, *, window: float = WINDOW, start: float |
     return out
 
 
+def largest_change(iterations, losses, *, window: float = WINDOW, span: float = SPAN,
+                   start: float | None = None) -> np.ndarray:
+    """At each evaluation T: the largest change of the moving average between successive evaluations with
+    T - span < t <= T, or NaN unless those changes cover the span and are all defined. The round has converged
+    at the first T where this is below the tolerance; its smallest value is how close a round came."""
+    _check(span=span)
+    t, _, start = _arrays(iterations, losses, start)
+    change = np.abs(np.diff(moving_average(iterations, losses, window=window, start=start)))  # at t_1, t_2, ...
+    out = np.full(t.shape, np.nan)
+    for i in range(1, t.size):
+        first = int(np.searchsorted(t, t[i] - span, side="right"))  # the first t_j > T - span
+        if first >= 1 and np.isfinite(change[first - 1:i]).all():
+            out[i] = change[first - 1:i].max()
+    return out
+
+
 def convergence_iteration(iterations, losses, *, window: float = WINDOW, tolerance: float = TOLERANCE,
                           span: float = SPAN, start: float | None = None) -> int | None:
     """The first evaluation iteration T at which every change of the `window`-iteration moving average of
     `losses` between successive evaluations within (T - span, T] is below `tolerance`, the changes covering the
     span; None if there is none (not converged). Footnote 1's defaults; the reading is the module docstring's."""
-    _check(tolerance=tolerance, span=span)
-    t, _, start = _arrays(iterations, losses, start)
-    m = moving_average(iterations, losses, window=window, start=start)
+    _check(tolerance=tolerance)
+    largest = largest_change(iterations, losses, window=window, span=span, start=start)
     with np.errstate(invalid="ignore"):
-        small = np.abs(np.diff(m)) < tolerance  # small[i - 1]: the change at t_i; False where m is NaN
-    for i in range(1, t.size):
-        first = int(np.searchsorted(t, t[i] - span, side="right"))  # the first t_j > T - span
-        if first >= 1 and small[first - 1:i].all():
-            return int(round(t[i]))
-    return None
+        hits = np.flatnonzero(largest < tolerance)  # NaN (no full span yet, or a NaN loss) never hits
+    return int(round(float(np.asarray(iterations, dtype=float)[hits[0]]))) if hits.size else None
 
 
 def at_convergence(curve: list, **kwargs) -> dict | None:

@@ -96,3 +96,16 @@ def test_bad_input_is_refused():
         at([1.0], [100, 200])
     with pytest.raises(ValueError, match="tolerance must be positive"):
         at([1.0] * len(GRID), tolerance=0)
+
+
+def test_largest_change_is_the_worst_change_of_each_span_and_marks_how_close_a_round_came():
+    # Falling 0.05 per evaluation until 1500, flat after: the change at t is (L_t - L_{t-1000}) / 10.
+    losses = [1.0 + 0.05 * max(0, 1500 - t) / 100 for t in GRID]
+    largest = convergence.largest_change(GRID, losses)
+    assert np.isnan(largest[:GRID.index(2000)]).all()  # no span covered by averages before 2000
+    assert largest[GRID.index(2000)] == pytest.approx(0.05)  # changes 1100 ... 1500: (-0.05 * 10) / 10
+    assert largest[GRID.index(3300)] == pytest.approx(0.005)  # 2400's change is still in the span
+    assert largest[GRID.index(3400)] == 0.0
+    # A steady rise of 0.002 per evaluation never converges; it came within 0.002 of flat.
+    rising = [0.5 + 0.002 * i for i in range(len(GRID))]
+    assert np.nanmin(convergence.largest_change(GRID, rising)) == pytest.approx(0.002)
