@@ -120,6 +120,101 @@ def test_synflow_first_iteration_equals_the_closed_form_of_a_linear_net():
     assert (masked["fc1"][:, 0] == 0).all()
 
 
+def bn_model(dropout=0.0, dtype="float64", seed=0):
+    """conv -> BatchNorm -> tanh (smooth, for finite differences) -> average pool -> (dropout) -> dense, with
+    non-trivial BatchNorm parameters and moving statistics, so that the two modes give different scores."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((5, 5, 2), dtype=dtype)
+    h = keras.layers.Conv2D(3, 3, use_bias=False, dtype=dtype, name="conv1")(x)
+    h = keras.layers.BatchNormalization(dtype=dtype, name="bn1")(h)
+    h = keras.layers.GlobalAveragePooling2D(dtype=dtype)(keras.layers.Activation("tanh", dtype=dtype)(h))
+    if dropout:
+        h = keras.layers.Dropout(dropout, dtype=dtype, name="dropout1")(h)
+    model = keras.Model(x, keras.layers.Dense(2, dtype=dtype, name="output")(h))
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.uniform(0.5, 1.5, size=w.shape) if "variance" in v.name else rng.normal(size=w.shape)
+                       for v, w in zip(model.weights, model.get_weights())])
+    return model
+
+
+def bn_data(n=8, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 5, 5, 2)), rng.integers(0, 2, size=n)
+
+
+def reference_gradient(model, x, y, training, temperature=1.0):
+    """dL/dw of the kernels by a plain GradientTape, the whole model run with `training` (on a twin without
+    dropout, so training=True means batch statistics and nothing else)."""
+    with tf.GradientTape() as tape:
+        logits = model(x, training=training) / temperature
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    kernels = [layer.kernel for layer in pruning.prunable_layers(model)]
+    return [g.numpy() for g in tape.gradient(loss, kernels)]
+
+
+def test_snip_and_grasp_score_batchnorm_as_their_references():
+    """GraSP (pruner/GraSP.py: training mode) normalises with the batch's statistics; SNIP (snip-public:
+    is_train False) with the moving ones; dropout stays off in both."""
+    # Scored in float32, where Keras runs BatchNorm fused (as in resnet18 and vgg19), whose second derivative is
+    # exact; the references in float64 (there Keras' unfused BatchNorm takes the variance with tf.nn.moments,
+    # which stops the gradient through the mean: exact first derivatives, but H g off by ~0.1%).
+    model = bn_model(dropout=0.5, dtype="float32")
+    twin = bn_model()  # the same network without dropout, in float64
+    twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    x, y = bn_data()
+    x32 = x.astype(np.float32)
+    w = {layer.name: layer.kernel.numpy() for layer in pruning.prunable_layers(twin)}
+    names = list(w)
+    moving = dict(zip(names, reference_gradient(twin, x, y, training=False)))
+    batch = dict(zip(names, reference_gradient(twin, x, y, training=True)))  # (moves the twin's statistics)
+    for name in names:
+        assert not np.allclose(batch[name], moving[name])  # the two modes differ on this network
+    snip_default = init_scores.snip(model, x32, y)
+    snip_batch = init_scores.snip(model, x32, y, batch_statistics=True)
+    for name in names:
+        for scores, g in ((snip_default, moving), (snip_batch, batch)):
+            expect = np.abs(w[name] * g[name])
+            np.testing.assert_allclose(scores[name], expect, rtol=1e-4, atol=1e-5 * expect.max())
+    # GraSP's H g in batch-statistics mode against central differences of the batch-mode gradient.
+    kernels = [layer.kernel for layer in pruning.prunable_layers(twin)]
+    t = init_scores.GRASP_TEMPERATURE
+    v = reference_gradient(twin, x, y, True, t)
+    eps = 1e-3 / np.sqrt(sum(float((a ** 2).sum()) for a in v))
+    grads = []
+    for sign in (1, -1):
+        for k, d in zip(kernels, v):
+            k.assign(w[k.name.split("/")[0]] + sign * eps * d)
+        grads.append(reference_gradient(twin, x, y, True, t))
+    hg = {name: (p - m) / (2 * eps) for name, p, m in zip(names, *grads)}
+    scores = init_scores.grasp(model, x32, y)
+    inference = init_scores.grasp(model, x32, y, batch_statistics=False)
+    for name in names:
+        expect = -w[name] * hg[name]
+        assert np.abs(expect).max() > 0
+        np.testing.assert_allclose(scores[name], expect, rtol=1e-3, atol=1e-5 * np.abs(expect).max())
+        assert not np.allclose(inference[name], expect, rtol=0.1)
+
+
+def test_scoring_leaves_batchnorm_statistics_and_the_model_unchanged():
+    model = bn_model(dropout=0.5, dtype="float32")
+    x, y = bn_data()
+    x = x.astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    bn = model.get_layer("bn1")
+    runs = [init_scores.snip(model, x, y, batch_statistics=True) for _ in range(2)]
+    runs += [init_scores.grasp(model, x, y) for _ in range(2)]
+    init_scores.masks_at_level("grasp", model, {"conv1": 20}, x=x, y=y)
+    for name in runs[0]:  # dropout off: the same scores every time
+        np.testing.assert_array_equal(runs[0][name], runs[1][name])
+        np.testing.assert_array_equal(runs[2][name], runs[3][name])
+    for w, v in zip(before, model.get_weights()):  # moving mean and variance included
+        np.testing.assert_array_equal(w, v)
+    assert "call" not in vars(bn)  # the layer's own call again
+    model(x, training=True)  # the check above is not vacuous: a training-mode call does move them
+    assert not np.array_equal(bn.moving_mean.numpy(), before[[v.name for v in model.weights].index(
+        bn.moving_mean.name)])
+
+
 def small_model():
     keras.utils.set_random_seed(3)
     x = keras.Input((10,))
