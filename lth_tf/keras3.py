@@ -4,12 +4,13 @@ The same method as `lth_tf.pruning` and `lth_tf.rewind` (Frankle & Carbin, "The 
 ICLR 2019), written with `keras` and `keras.ops` only:
 
 - layer-wise iterative magnitude pruning: each round, a layer with rate p keeps the
-  max(1, round(n_surviving * (1 - p))) surviving kernel entries of largest |w| (fc 20%, conv 10%, the output layer,
-  i.e. the last Dense, half the fc rate); masks are nested, so a pruned weight never comes back; biases and
+  max(1, round(n_surviving * (1 - p))) surviving kernel entries of largest |w| (fc 20%, conv 10%, and half the
+  fc rate for the output layer, the one whose output the model returns, Dense or convolution, found by tracing
+  a call: `output_layer_name`); masks are nested, so a pruned weight never comes back; biases and
   normalisation layers are never pruned;
-- rewinding: every later `fit` starts from the weights recorded at iteration k of the first one (k = 0: the
-  initialisation; k > 0: late rewinding, Frankle et al., 2020), every saved weight restored exactly
-  (BatchNorm moving statistics included), kernels multiplied by their masks.
+- rewinding: every later `fit` starts from the weights recorded after k optimizer steps of the first one
+  (k = 0: the initialisation; k > 0: late rewinding, Frankle et al., 2020), every saved weight restored
+  exactly (BatchNorm moving statistics included), kernels multiplied by their masks.
 
 Masks are plain data, ``{layer name: bool array shaped like the kernel}``, as in the tf_keras path. They are
 enforced through Keras' own per-variable constraint hook: right after every optimizer update, inside the
@@ -18,7 +19,8 @@ step whatever the optimizer state says (momentum, Adam moments, AdamW's decouple
 optimizers (SGD, momentum, Adam, AdamW, RMSprop, ...) the surviving weights follow exactly the trajectory of
 masked gradients. The cost is one multiply per kernel entry per step. Nothing of lth_tf is left in the model:
 no wrapper layers, no custom objects in its config, so a ticket saved with ``model.save("ticket.keras")``
-loads with plain ``keras.saving.load_model``.
+loads with plain ``keras.saving.load_model``. The masks travel as the kernels' zeros: the next `prune_model`
+of a reloaded ticket, and a rewinding fit, take them as pruned (`held_masks`), so its masks stay nested.
 
 The recipe (README.md, "Keras 3"):
 
@@ -99,22 +101,83 @@ def prunable_layers(model) -> list:
     return layers
 
 
+def _input_spec(model):
+    """Symbolic inputs for one trace of `model`: a Functional model's own Input tensors (the structure its
+    call takes), a Sequential model's, or else the shape its build recorded (a subclassed model called once on
+    one input). None when neither is known."""
+    try:
+        return model.inputs[0] if isinstance(model, keras.Sequential) else model.input
+    except (AttributeError, IndexError, ValueError, TypeError):
+        pass
+    shapes = list((getattr(model, "_build_shapes_dict", None) or {}).values())
+    if len(shapes) == 1 and isinstance(shapes[0], (tuple, list)) and all(
+            d is None or isinstance(d, int) for d in shapes[0]):
+        return keras.KerasTensor(tuple(shapes[0]), dtype=model.input_dtype)
+    return None
+
+
+def _call_order(model, layers) -> list:
+    """Names of `layers` in the order one symbolic call of `model` calls them (repeats included): each
+    layer's `call` is wrapped for the time of the trace (on the instance, then restored), and the model is
+    traced the way Keras traces it (`Operation.compute_output_spec`: a tf.function graph, jax.eval_shape or
+    torch's meta device), so no data is needed, nothing is computed and no weight or statistic changes."""
+    spec = _input_spec(model)
+    if spec is None:
+        raise ValueError("its input shape is unknown (a subclassed model called on several inputs)")
+    order, own = [], [layer.__dict__.get("call") for layer in layers]  # a `call` set on the instance stays
+    for layer in layers:
+        def traced(*args, _layer=layer, _call=layer.call, **kwargs):
+            order.append(_layer.name)
+            return _call(*args, **kwargs)
+        layer.call = traced
+    try:
+        keras.Operation.compute_output_spec(model, spec)
+    finally:
+        for layer, call in zip(layers, own):
+            if call is None:
+                del layer.call
+            else:
+                layer.call = call
+    return order
+
+
 def output_layer_name(model) -> str:
-    """The output layer: the last Dense layer. The paper prunes it at half the fc rate."""
-    dense = [layer.name for layer in prunable_layers(model) if isinstance(layer, keras.layers.Dense)]
-    if not dense:
-        raise ValueError(f"model '{model.name}' has no Dense output layer")
-    return dense[-1]
+    """The output layer, pruned at the `output` rate: the prunable layer whose output the model returns.
+
+    The paper prunes "connections to outputs" at half the rate of the rest of the network (Section 2), so the
+    output layer is the last prunable layer the model's forward pass calls (a Dense head, or the last
+    convolution of a fully convolutional network), found by one symbolic call (`_call_order`), never by the
+    order in which layers were created. Limits: a model with several outputs has one output layer, the last one
+    called; a call that runs a Dense or Conv layer after the one producing its output (say, an auxiliary head
+    whose result it drops) names that later layer; a model that cannot be traced (unknown input shape) is
+    refused. In those cases name the layer: `prune_model(..., output_layer="name")`."""
+    layers = prunable_layers(model)
+    if not layers:
+        raise ValueError(f"model '{model.name}' has no Dense or Conv1D/2D/3D layer to prune")
+    try:
+        order = _call_order(model, layers)
+    except Exception as e:  # noqa: BLE001 - any failure of the trace gets the same advice
+        raise ValueError(f"cannot trace model '{model.name}' to find its output layer ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); name it: output_layer='...'") from e
+    if not order:
+        raise ValueError(f"a call of model '{model.name}' calls none of its Dense or Conv layers; "
+                         f"name its output layer: output_layer='...'")
+    return order[-1]
 
 
-def layer_rates(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1) -> dict:
-    """Per-layer pruning rate: `conv` for convolutions, `output` for the last Dense, `fc` for other Dense."""
+def layer_rates(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1,
+                output_layer: str | None = None) -> dict:
+    """Per-layer pruning rate: `output` for the output layer (`output_layer`, default `output_layer_name`),
+    whether Dense or a convolution; `conv` for other convolutions, `fc` for other Dense layers."""
     for rate in (fc, conv, output):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"pruning rates must be in [0, 1), got {rate}")
-    out = output_layer_name(model)
-    return {layer.name: float(output if layer.name == out else fc) if isinstance(layer, keras.layers.Dense)
-            else float(conv) for layer in prunable_layers(model)}
+    layers = prunable_layers(model)
+    if output_layer is not None and output_layer not in {layer.name for layer in layers}:
+        raise ValueError(f"output_layer='{output_layer}' is not a prunable layer of '{model.name}'")
+    out = output_layer_name(model) if output_layer is None else output_layer
+    return {layer.name: float(output if layer.name == out else fc if isinstance(layer, keras.layers.Dense)
+                              else conv) for layer in layers}
 
 
 def kernels(model) -> dict:
@@ -186,15 +249,38 @@ def masks_of(model) -> Masks:
             if isinstance(_kernel_variable(layer).constraint, _Mask)}
 
 
-def prune_model(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1):
+def held_masks(model) -> Masks:
+    """The masks `model` holds (`masks_of`) and, for each prunable layer holding none whose kernel has exact
+    zeros, the kernel's non-zero pattern.
+
+    The second rule is what keeps a ticket's masks across `model.save` and `keras.saving.load_model`. The
+    masks are held in variable constraints, which are not saved (so that plain Keras loads the file without
+    lth_tf), but the zeros they leave are: a reloaded kernel's zeros are its pruned weights. This survives any
+    way of loading (plain Keras, another process, a checkpoint) with nothing added to the file, which is why
+    it was chosen over saving the masks in it (a custom object plain Keras could not load). It is exact
+    unless a surviving weight is exactly 0.0, which training practically never leaves, and it would take an
+    untrained kernel with deliberate zeros (say an identity initializer) as pruned; hold all-True masks
+    (`apply_masks(model, full_masks(model))`) to rule that out, or keep `masks_of(model)` (plain numpy
+    arrays, e.g. in an .npz) beside the file and `apply_masks` them after loading."""
+    held = masks_of(model)
+    for layer in prunable_layers(model):
+        if layer.name not in held:
+            kernel = ops.convert_to_numpy(layer.kernel)
+            if not kernel.all():
+                held[layer.name] = kernel != 0
+    return held
+
+
+def prune_model(model, fc: float = 0.2, conv: float = 0.1, output: float = 0.1, output_layer: str | None = None):
     """The Keras user's step between two fits: prunes `fc`/`conv`/`output` of the surviving weights of each
-    layer of the trained `model` by magnitude, nested in its current masks (none: round 0), and holds the new
-    masks (see `apply_masks`). Works in place and returns `model`; compile again before the next fit.
+    layer of the trained `model` by magnitude, nested in its current masks (`held_masks`: those it holds, or a
+    reloaded kernel's zeros; none: round 0), and holds the new masks (see `apply_masks`). Works in place and
+    returns `model`; compile again before the next fit. `output_layer`: see `output_layer_name`.
 
         model = lth_tf.keras3.prune_model(model)       # then compile, and fit with RewindCallback
     """
-    old = {**full_masks(model), **masks_of(model)}  # a layer never masked so far is dense
-    apply_masks(model, prune(kernels(model), old, layer_rates(model, fc, conv, output)))
+    old = {**full_masks(model), **held_masks(model)}  # a layer never masked so far is dense
+    apply_masks(model, prune(kernels(model), old, layer_rates(model, fc, conv, output, output_layer)))
     return model
 
 
@@ -234,13 +320,19 @@ class RewindCallback(keras.callbacks.Callback):
     """Resets a network to its saved early weights, under its pruning masks, when training starts.
 
     The first `fit` it takes part in (unless `weights` are given) records the weights after
-    `rewind_iteration` training steps: 0 (the default) is the initialisation (Frankle & Carbin, 2019);
-    k > 0 is late rewinding (Frankle et al., 2020). Every later `fit` starts from those weights, each kernel
-    multiplied by its mask: the masks held by the model (`prune_model`, `apply_masks`), or `masks`.
+    `rewind_iteration` optimizer steps of that fit: 0 (the default) is the initialisation (Frankle & Carbin,
+    2019); k > 0 is late rewinding (Frankle et al., 2020). Every later `fit` starts from those weights, each
+    kernel multiplied by its mask: the masks held by the model (`prune_model`, `apply_masks`; for a model
+    reloaded with `keras.saving.load_model`, its kernels' zeros: see `held_masks`), or `masks`.
+
+    Steps are counted with the optimizer's own counter, from its value when the fit starts. Callbacks run only
+    between executions of `steps_per_execution` steps (the last one of an epoch may be shorter), so k must be
+    a step at which one ends: a k that is not a multiple of `steps_per_execution` is refused when the fit
+    starts, and one that falls inside an execution (after an epoch's short one) when training passes it.
 
     Args:
       weights: a `snapshot` to rewind to; when None, the first fit records one.
-      rewind_iteration: the training step after which the first fit records the weights.
+      rewind_iteration: the optimizer step of the first fit after which the weights are recorded.
       masks: {layer name: bool array}; set on the model (as `apply_masks` does) when it rewinds. Compile
         before a fit whose masks changed, as the recipe does, so the train step is traced anew.
 
@@ -259,36 +351,61 @@ class RewindCallback(keras.callbacks.Callback):
         self.rewind_iteration = int(rewind_iteration)
         self.masks = masks
         self._recording = False
-        self._step = 0
+        self._start = self._bound = self._per_call = 0
 
     def on_train_begin(self, logs=None):
         model = self.model
         optimizer = getattr(model, "optimizer", None)
-        if (self.masks or masks_of(model)) and (getattr(optimizer, "clipnorm", None)
-                                                 or getattr(optimizer, "global_clipnorm", None)):
+        # A rewinding fit holds a reloaded kernel's zeros as its masks; the recording fit trains as it finds the
+        # model (a fresh network may have deliberate zeros).
+        masks = (self.masks if self.masks is not None else held_masks(model) if self.weights is not None
+                 else masks_of(model))
+        if masks and (getattr(optimizer, "clipnorm", None) or getattr(optimizer, "global_clipnorm", None)):
             raise ValueError("clipnorm/global_clipnorm would count the gradients of pruned weights; "
                              "use clipvalue or no clipping with a pruned model")
         if self.weights is None:
-            self._recording, self._step = True, 0
+            self._per_call = int(getattr(model, "steps_per_execution", 1) or 1)
+            if self.rewind_iteration % self._per_call:
+                raise ValueError(f"rewind_iteration={self.rewind_iteration} is not a multiple of "
+                                 f"steps_per_execution={self._per_call}: callbacks see the weights only between "
+                                 f"executions; compile with a steps_per_execution that divides it")
+            self._recording, self._start, self._bound = True, self._optimizer_steps(model), 0
             if self.rewind_iteration == 0:
                 self._record()
         else:
-            if self.masks is not None:
+            if self.masks is not None or masks.keys() != masks_of(model).keys():
                 # fit has made its train step but traces it at its first call, after this: the constraints
                 # set here are in it, unless it was traced by an earlier fit of the same compile.
-                _set_masks(model, self.masks)
+                _set_masks(model, masks)
             restore(model, self.weights)
 
+    @staticmethod
+    def _optimizer_steps(model) -> int:
+        return int(ops.convert_to_numpy(model.optimizer.iterations))
+
     def on_train_batch_end(self, batch, logs=None):
-        # Touches self.model (a full state sync under JAX) only on the step it records.
-        if self._recording:
-            self._step += 1
-            if self._step == self.rewind_iteration:
-                self._record()
+        if not self._recording:
+            return
+        # One call follows at most steps_per_execution steps, so _bound never falls behind the true count; the
+        # optimizer's counter is read only once _bound reaches k (under JAX, self.model syncs the whole state).
+        self._bound += self._per_call
+        if self._bound < self.rewind_iteration:
+            return
+        done = self._optimizer_steps(self.model) - self._start
+        if done == self.rewind_iteration:
+            self._record()
+        elif done > self.rewind_iteration:
+            raise ValueError(f"step {self.rewind_iteration} fell inside an execution of steps_per_execution="
+                             f"{self._per_call} steps (one that ended at step {done}: an epoch's shorter last "
+                             f"execution moved the boundaries); choose a rewind_iteration at which an execution "
+                             f"ends, or compile with steps_per_execution=1")
+        else:
+            self._bound = done
 
     def on_train_end(self, logs=None):
         if self._recording:
-            raise ValueError(f"training ran {self._step} steps, fewer than rewind_iteration={self.rewind_iteration}")
+            raise ValueError(f"training ran {self._optimizer_steps(self.model) - self._start} steps, fewer than "
+                             f"rewind_iteration={self.rewind_iteration}")
 
     def _record(self):
         self.weights = snapshot(self.model)

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKS = ["import_is_clean", "rounds_sgd_momentum", "rounds_adam", "rounds_adamw", "model_kinds", "refusals",
-          "save_and_load"]
+          "save_and_load", "rewind_counts_steps", "output_layer_is_traced", "reload_nests_in_zeros"]
 README_CHECK = "readme_recipe"  # TensorFlow backend only: the recipe as written
 
 
@@ -183,7 +183,7 @@ def _rounds(optimizer_name, tmp):
         end = probe.batches[-1]
         moved = end["fc1/kernel"] != probe.begin["fc1/kernel"]
         assert moved[masks.get("fc1", np.ones_like(moved))].any()  # survivors do train
-    return model
+    return model, rewind
 
 
 def check_rounds_sgd_momentum(tmp):
@@ -195,10 +195,10 @@ def check_rounds_adam(tmp):
 
 
 def check_rounds_adamw(tmp):
-    _TICKET.append(_rounds("adamw", tmp))
+    _TICKET.extend(_rounds("adamw", tmp))
 
 
-_TICKET = []
+_TICKET = []  # the model and RewindCallback of check_rounds_adamw, saved by check_save_and_load
 
 
 def check_model_kinds(tmp):
@@ -244,31 +244,32 @@ def check_model_kinds(tmp):
         assert "block_norm/gamma" in lth.snapshot(model) or model is sequential  # normalisation: kept, unpruned
 
 
+def _raises(fn, pattern):
+    try:
+        fn()
+    except ValueError as e:
+        assert re.search(pattern, str(e)), str(e)
+    else:
+        raise AssertionError(f"no ValueError matching {pattern!r}")
+
+
 def check_refusals(tmp):
     import keras
 
     from lth_tf import keras3 as lth
 
-    def raises(fn, pattern):
-        try:
-            fn()
-        except ValueError as e:
-            assert re.search(pattern, str(e)), str(e)
-        else:
-            raise AssertionError(f"no ValueError matching {pattern!r}")
-
     embed = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(10, 3, name="emb"),
                               keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
-    raises(lambda: lth.prune_model(embed), r"cannot handle layer 'emb' \(Embedding\)")
+    _raises(lambda: lth.prune_model(embed), r"cannot handle layer 'emb' \(Embedding\)")
     sep = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.SeparableConv2D(3, 3, name="sep"),
                             keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
-    raises(lambda: lth.prune_model(sep), "'sep' \\(SeparableConv2D\\)")
-    raises(lambda: lth.prune_model(keras.Sequential([keras.layers.Dense(2)])), "build it")
-    raises(lambda: lth.prune_model(_functional(), fc=1.0), r"\[0, 1\)")
+    _raises(lambda: lth.prune_model(sep), "'sep' \\(SeparableConv2D\\)")
+    _raises(lambda: lth.prune_model(keras.Sequential([keras.layers.Dense(2)])), "build it")
+    _raises(lambda: lth.prune_model(_functional(), fc=1.0), r"\[0, 1\)")
     model = lth.prune_model(_functional())
     model.compile(keras.optimizers.SGD(0.1, clipnorm=1.0), "sparse_categorical_crossentropy")
     x, y = _data(8)
-    raises(lambda: model.fit(x, y, verbose=0, callbacks=[lth.RewindCallback()]), "clipnorm")
+    _raises(lambda: model.fit(x, y, verbose=0, callbacks=[lth.RewindCallback()]), "clipnorm")
 
 
 def check_save_and_load(tmp):
@@ -298,6 +299,109 @@ def check_save_and_load(tmp):
         out = subprocess.run([sys.executable, "-c", code, path, os.path.join(tmp, "weights.npz")],
                              capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
         assert out.returncode == 0 and "LOADED" in out.stdout, out.stderr[-2000:]
+
+
+def check_rewind_counts_steps(tmp):
+    """RewindCallback(rewind_iteration=k) records the weights after k optimizer steps of its fit, whatever
+    steps_per_execution is: equal to a steps_per_execution=1 run's weights after exactly k steps."""
+    import keras
+
+    from lth_tf import keras3 as lth
+
+    x, y = _data(20)  # batch 2: 10 steps an epoch, so steps_per_execution=4 runs 4, 4 and 2 steps an epoch
+    init = _functional().get_weights()
+
+    def model_after_3_steps(spe):  # the optimizer has stepped 3 times before the fit that records
+        model = _functional()
+        model.set_weights(init)
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=spe)
+        model.fit(x[:6], y[:6], batch_size=2, verbose=0, shuffle=False)
+        return model
+
+    reference = model_after_3_steps(1)
+    probe = _probe_class()({})
+    reference.fit(x, y, batch_size=2, epochs=3, verbose=0, shuffle=False, callbacks=[probe])
+    assert len(probe.batches) == 30
+    model = model_after_3_steps(4)
+    # The executions end at steps 4, 8, 10, 14, 18, 20, 24, ...: 24 comes after two short ones.
+    at = {k: lth.RewindCallback(rewind_iteration=k) for k in (0, 8, 24)}
+    model.fit(x, y, batch_size=2, epochs=3, verbose=0, shuffle=False, callbacks=list(at.values()))
+    for k, rewind in at.items():
+        expected = probe.begin if k == 0 else probe.batches[k - 1]
+        for key, value in expected.items():
+            np.testing.assert_array_equal(rewind.weights[key], value, err_msg=f"k={k} {key}")
+    assert not np.allclose(at[8].weights["fc1/kernel"], at[24].weights["fc1/kernel"])
+    fit = lambda k: model.fit(x, y, batch_size=2, epochs=3, verbose=0,  # noqa: E731
+                              callbacks=[lth.RewindCallback(rewind_iteration=k)])
+    _raises(lambda: fit(6), r"rewind_iteration=6 is not a multiple of steps_per_execution=4")
+    _raises(lambda: fit(12), r"step 12 fell inside an execution of steps_per_execution=4 steps \(one that ended "
+                             r"at step 14")
+
+
+def check_output_layer_is_traced(tmp):
+    """The output layer is the prunable layer that produces the model's output, whatever order the layers were
+    created in; a model whose prunable layers are all convolutions has its last convolution as output layer."""
+    import keras
+
+    from lth_tf import keras3 as lth
+
+    class HeadFirst(keras.Model):
+        def __init__(self):
+            super().__init__(name="head_first")
+            self.head = keras.layers.Dense(3, name="head")  # created first, called last
+            self.hidden = keras.layers.Dense(12, activation="relu", name="hidden")
+            self.flat = keras.layers.Flatten()
+
+        def call(self, x):
+            return self.head(self.hidden(self.flat(x)))
+
+    model = HeadFirst()
+    model(np.zeros((2, 4, 4), "float32"))
+    assert lth.output_layer_name(model) == "head"
+    assert lth.layer_rates(model) == {"head": 0.1, "hidden": 0.2}
+    masks = lth.masks_of(lth.prune_model(model, fc=0.5, output=0.25))
+    assert int(masks["hidden"].sum()) == 16 * 12 // 2 and int(masks["head"].sum()) == 12 * 3 * 3 // 4
+
+    inputs = keras.Input((None, None, 2))  # fully convolutional: no Dense, spatial size unknown
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="logits")(x)
+    all_conv = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    assert lth.output_layer_name(all_conv) == "logits"
+    assert lth.layer_rates(all_conv, conv=0.2, output=0.1) == {"conv1": 0.2, "logits": 0.1}
+    masks = lth.masks_of(lth.prune_model(all_conv, conv=0.2, output=0.5))
+    assert int(masks["conv1"].sum()) == round(3 * 3 * 2 * 6 * 0.8) and int(masks["logits"].sum()) == 12
+    assert lth.layer_rates(model, output_layer="hidden") == {"head": 0.2, "hidden": 0.1}  # the user's choice
+    _raises(lambda: lth.layer_rates(model, output_layer="flatten"), "not a prunable layer")
+
+
+def check_reload_nests_in_zeros(tmp):
+    """A pruned model saved with model.save and loaded with plain keras.saving.load_model: its next
+    prune_model nests inside the old masks with the exact counts, and a rewinding fit keeps its zeros."""
+    import keras
+
+    from lth_tf import keras3 as lth
+
+    model, rewind = _TICKET  # two rounds pruned, trained with AdamW; rewind: the weights after 2 steps
+    old = lth.masks_of(model)
+    path = os.path.join(tmp, "ticket.keras")  # check_save_and_load's model.save
+    loaded = keras.saving.load_model(path)
+    assert lth.masks_of(loaded) == {}  # nothing of lth_tf is in the file; the zeros are
+    kept = {name: int(mask.sum()) for name, mask in old.items()}
+    rates = {"conv1": 0.3, "fc1": 0.6, "output": 0.4}
+    new = lth.masks_of(lth.prune_model(loaded, fc=0.6, conv=0.3, output=0.4))
+    for name, mask in new.items():
+        assert not np.any(mask & ~old[name]), f"{name}: a pruned weight came back"
+        assert int(mask.sum()) == max(1, round(kept[name] * (1 - rates[name]))), (name, kept[name], mask.sum())
+        assert np.all(lth.kernels(loaded)[name][~mask] == 0.0)
+    x, y = _data()
+    again = keras.saving.load_model(path)  # and trained again from the rewind point, without prune_model
+    again.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    probe = _probe_class()(old)  # asserts the old zeros after every step
+    again.fit(x, y, batch_size=8, verbose=0, callbacks=[rewind, probe])
+    assert probe.zero_checks == 4 * len(old)
+    for name, mask in old.items():
+        np.testing.assert_array_equal(probe.begin[f"{name}/kernel"], rewind.weights[f"{name}/kernel"] * mask)
 
 
 def check_readme_recipe(tmp):
