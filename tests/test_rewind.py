@@ -125,3 +125,85 @@ def test_readme_recipe_runs_as_written(tmp_path):
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("SPARSITY")][-1]
     remaining = eval(line.split(" ", 1)[1])
     assert remaining["fc1"] == pytest.approx(0.8 ** 3, abs=0.01) and remaining["output"] == pytest.approx(0.9 ** 3, abs=0.01)
+
+
+def fresh(initial, spe=1):
+    model = functional_model()
+    model.set_weights(initial)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=spe)
+    return model
+
+
+def test_late_rewinding_counts_optimizer_steps_under_steps_per_execution():
+    """6 steps per epoch, 4 per execution: Keras calls back after steps 4, 6, 10, 12. The callback still records
+    after exactly k steps, counted from the start of the recording fit, whatever the optimizer did before.
+    Bit for bit here (every k from 1 to 12, at 4 and 8 steps per execution); the tolerance is for CPUs whose
+    kernels differ between one step and several per call."""
+    x, y = data()
+    initial = functional_model().get_weights()
+    reference, probe = fresh(initial), Probe()
+    reference.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[probe])
+    after = probe.batches  # after[i]: the weights after step i + 1, one step per execution
+    model, cb = fresh(initial, spe=4), lth_tf.RewindCallback(rewind_iteration=7)  # past an epoch's short execution
+    model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[cb])
+    for key, value in after[7 - 1].items():
+        np.testing.assert_allclose(cb.weights[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+    assert not np.allclose(cb.weights["fc1/kernel"], after[7]["fc1/kernel"])  # the neighbours are told apart
+    assert int(model.optimizer.iterations) == 12 and int(model.steps_per_execution) == 4  # all steps, as set
+    for key, value in rewind.snapshot(model).items():  # training itself is unchanged
+        np.testing.assert_allclose(value, after[-1][key], rtol=1e-5, atol=1e-6)
+    model, cb = fresh(initial, spe=4), lth_tf.RewindCallback(rewind_iteration=3)
+    model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)  # 6 optimizer steps before the callback
+    model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0, callbacks=[cb])  # k = 3: inside an execution
+    for key, value in after[6 + 3 - 1].items():
+        np.testing.assert_allclose(cb.weights[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_late_rewinding_refuses_tuned_steps_per_execution():
+    x, y = data(32)
+    model = functional_model()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution="auto")
+    with pytest.raises(ValueError, match="steps_per_execution='auto'"):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[lth_tf.RewindCallback(rewind_iteration=1)])
+
+
+class Zeros(keras.callbacks.Callback):
+    """Counts, at every batch end, the pruned kernel entries that are not exactly 0 (tfmot's own masks)."""
+
+    def on_train_begin(self, logs=None):
+        self.nonzero = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.nonzero.append(sum(int(np.count_nonzero(w.layer.kernel.numpy()[w.pruning_vars[0][1].numpy() == 0]))
+                                for w in pruning.wrappers(self.model)))
+
+
+@pytest.mark.parametrize("name, spe", [("sgd_momentum", 1), ("adam", 4)])
+def test_pruned_entries_are_exactly_zero_after_every_step(name, spe):
+    """tfmot zeroes pruned entries at the next forward pass; the optimizer moves them after each step. The
+    callback re-masks at every batch end: a later callback and get_weights see exact zeros, and the training is
+    bit for bit the one tfmot alone gives."""
+    def optimizer():
+        return keras.optimizers.SGD(0.1, momentum=0.9) if name == "sgd_momentum" else keras.optimizers.Adam(0.01)
+    x, y = data()
+    model = functional_model()
+    cb = lth_tf.RewindCallback(rewind.snapshot(model))  # masks below: the magnitudes at initialisation
+    pruned = lth_tf.prune_model(model, fc=0.5, output=0.5)
+    pruned.compile(optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=spe)
+    zeros = Zeros()
+    pruned.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+               callbacks=[cb, zeros, tfmot.sparsity.keras.UpdatePruningStep()])
+    assert len(zeros.nonzero) == 2 * -(-6 // spe) and zeros.nonzero == [0] * len(zeros.nonzero)
+    weights = dict(zip([v.name for v in pruned.weights], pruned.get_weights()))
+    for layer in ("fc1", "output"):
+        kernel, mask = weights[f"{layer}/kernel:0"], weights[f"prune_low_magnitude_{layer}/mask:0"] == 1
+        assert np.all(kernel[~mask] == 0) and np.all(kernel[mask] != 0) and 0 < mask.mean() < 1
+    trained = rewind.snapshot(pruned)
+    rewind.restore(pruned, cb.weights)  # again from the same start, optimizer state zeroed, tfmot alone
+    for v in pruned.optimizer.variables():
+        v.assign(np.zeros(v.shape, v.dtype.as_numpy_dtype))
+    pruned.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    for key, value in rewind.snapshot(pruned).items():
+        np.testing.assert_array_equal(value, trained[key], err_msg=key)
