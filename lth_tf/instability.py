@@ -110,7 +110,7 @@ class Printer(cli.Printer):
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import signals, stability  # no TensorFlow: refusals come before it starts
+    from lth_tf import signals, stability, threads  # no TensorFlow: refusals come before it starts
     from lth_tf import store as store_lib
 
     printer, stores = Printer(FLAGS.quiet), {}
@@ -118,13 +118,14 @@ def main(argv) -> None:
         with signals.stop_on_signals(), contextlib.ExitStack() as held:
             try:  # as lth_tf.main: every k's store locked, its configuration and files checked, before TensorFlow
                 base, ks, variants, root = parse()
+                threads.settings(base.model)  # a bad LTH_TF_*_THREADS override is refused here, before TensorFlow
                 if base.strategy != "default":
                     raise config_lib.ConfigError("lth_tf.instability runs with the default strategy only")
                 for k in ks:
                     cfg = stability.config_for(base, k, root)
                     stores[k] = store_lib.Store(cfg.results_dir(), on_warning=cli._warn)
                     cli.open_checked(held, cfg, stores[k])
-            except (config_lib.ConfigError, store_lib.StoreError) as e:
+            except (config_lib.ConfigError, store_lib.StoreError, threads.ThreadsError) as e:
                 _fail(str(e))
             _run(base, ks, variants, root, stores, printer)
     except signals.Stopped as stop:
@@ -139,8 +140,8 @@ def _run(base, ks, variants, root, stores, printer) -> None:
     from lth_tf import store as store_lib
     logging.set_verbosity(logging.ERROR)
     from lth_tf import data, distribute, experiment  # starts TensorFlow
-    from lth_tf import stacked
-    stacked.configure_threads(base.parallel_trials)  # before any TensorFlow op
+    from lth_tf import threads
+    threads.configure(base.model)  # before any TensorFlow op; never depends on N
 
     if base.deterministic:
         distribute.enable_determinism(base.seed)
