@@ -1,4 +1,4 @@
-"""Static facts about the models and datasets: what config validation needs, without importing TensorFlow.
+"""The model registry: name -> ModelSpec, the paper's defaults per network, without importing TensorFlow.
 
 Keeping these apart lets `python -m lth_tf.main` reject bad input in a fraction of a second, before
 TensorFlow starts (and prints its start-up lines).
@@ -13,7 +13,6 @@ Two versions of Frankle & Carbin's paper specify the networks differently, and l
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,23 +106,3 @@ def stackable(model: str) -> bool:
     """Whether --parallel_trials can stack the model (lth_tf.stacked: no BatchNorm)."""
     spec = MODELS[model]
     return (spec.builder or model) in _STACKABLE_ARCHITECTURES
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    input_shape: tuple
-    num_classes: int
-    validation_size: int
-    train_size: int  # the dataset's training split, validation included
-
-
-MNIST1D_SAMPLES = 10_000  # 8000 train (800 of them validation) / 2000 test; ~5 s to generate
-MNIST1D_SEED = 42         # generation seed: the same data in every run
-
-DATASETS = {
-    "mnist": DatasetSpec((28, 28, 1), 10, 5000, 60_000),
-    "fashion_mnist": DatasetSpec((28, 28, 1), 10, 5000, 60_000),
-    "cifar10": DatasetSpec((32, 32, 3), 10, 5000, 50_000),
-    "mnist1d": DatasetSpec((40,), 10, MNIST1D_SAMPLES * 8 // 10 // 10, MNIST1D_SAMPLES * 8 // 10),
-}
-

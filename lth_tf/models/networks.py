@@ -4,15 +4,15 @@ Layer names are stable and meaningful, because masks and stored weights are keye
 convolutions are ``conv1, conv2, ...``, hidden dense layers ``fc1, fc2, ...``, the last dense layer ``output``.
 Models end in logits (no softmax); train them with ``from_logits=True``.
 
-Each model's architecture, initialiser and weight decay come from its `specs.ModelSpec`, which says which version
-of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Two initialisers:
+Each model's architecture, initialiser and weight decay come from its ModelSpec (lth_tf.models.specs), which says
+which version of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Two initialisers:
 ``normal`` is a normal of std 0.1 and ``glorot`` the Normal Xavier (Glorot & Bengio) of std sqrt(2 / (fan_in +
 fan_out)); both redraw values beyond two standard deviations, as TensorFlow's truncated normal does. Weight
 decay is an L2 penalty of ``weight_decay / 2 * sum(w**2)`` on every Dense and Conv2D kernel, so that its
 gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weight decay 1e-4.
 
-    >>> from lth_tf import models
-    >>> model = models.build("lenet300_100", input_shape=(28, 28, 1), num_classes=10, seed=0)
+    >>> from lth_tf.models import networks
+    >>> model = networks.build("lenet300_100", input_shape=(28, 28, 1), num_classes=10, seed=0)
     >>> [layer.name for layer in model.layers][-3:]
     ['fc1', 'fc2', 'output']
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
-from lth_tf.specs import MODELS, ModelSpec, fits  # noqa: F401  (re-exported)
+from lth_tf.models.specs import MODELS, fits
 
 layers = keras.layers
 
