@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from lth_tf import ranking
+from lth_tf.pruning import ranking
 # The wrapper class is not exported by tfmot's public API; isinstance checks need it.
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 

@@ -62,7 +62,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import pruning
+from lth_tf.pruning import masks as pruning
 
 METHODS = ("random", "magnitude_init", "snip", "grasp", "synflow")
 NEEDS_DATA = ("snip", "grasp")

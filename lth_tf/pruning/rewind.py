@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import pruning
+from lth_tf.pruning import masks as pruning
 
 
 def _layers(model):
