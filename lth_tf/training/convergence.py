@@ -36,7 +36,7 @@ round up to the evaluation grid, covering at least 1000 iterations. The toleranc
 between successive evaluations, whatever their spacing, so only at the paper's 100 is this the footnote's
 rule exactly: at a finer spacing each change spans fewer iterations and the same tolerance is easier to meet.
 
-    from lth_tf import convergence
+    from lth_tf.training import convergence
     convergence.convergence_iteration([100, 200, ...], [2.3, 1.9, ...])   # int, or None: not converged
     convergence.at_convergence(result.curve)   # that evaluation's point (test_accuracy, ...), or None
     np.nanmin(convergence.largest_change(iterations, losses))   # how close a round that never converged came

@@ -31,7 +31,7 @@ from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import training
+from lth_tf.training import masked as training
 
 _STACKABLE = (keras.layers.InputLayer, keras.layers.Dense, keras.layers.Conv2D, keras.layers.MaxPooling2D,
               keras.layers.AveragePooling2D, keras.layers.Flatten, keras.layers.Dropout, keras.layers.ReLU,

@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.core.framework import summary_pb2
 
-from lth_tf import pruning
+from lth_tf.pruning import masks as pruning
 
 _SCALAR = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
