@@ -15,7 +15,8 @@ import hashlib
 import json
 import math
 
-from lth_tf import specs  # static facts only: validation must not start TensorFlow
+from lth_tf.data import datasets  # the registries only: validation must not start TensorFlow
+from lth_tf.models import specs
 
 VARIANTS = ("lottery", "reinit", "rearrange", "shuffle", "invert")
 # Pruning at initialization (Frankle et al., ICLR 2021): one-shot scores at W_0 (or W_k), see init_scores.
@@ -87,9 +88,9 @@ class Config:
         """Fills the paper's defaults for the model and dataset, then validates. Raises ConfigError."""
         if self.model not in specs.MODELS:
             raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.MODELS)}")
-        if self.dataset not in specs.DATASETS:
-            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(specs.DATASETS)}")
-        spec, dspec = specs.MODELS[self.model], specs.DATASETS[self.dataset]
+        if self.dataset not in datasets.DATASETS:
+            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(datasets.DATASETS)}")
+        spec, dspec = specs.MODELS[self.model], datasets.DATASETS[self.dataset]
         reason = specs.fits(self.model, tuple(dspec.input_shape))
         if reason:
             raise ConfigError(f"{reason} ('{self.dataset}')")
@@ -190,7 +191,7 @@ class Config:
         """Training steps per round before rounding up to a multiple of eval_every."""
         if self.iterations is not None:
             return int(self.iterations)
-        dspec = specs.DATASETS[self.dataset]
+        dspec = datasets.DATASETS[self.dataset]
         steps_per_epoch = math.ceil((dspec.train_size - dspec.validation_size) / self.batch_size)
         return max(1, int(round(self.epochs * steps_per_epoch)))
 

@@ -17,7 +17,7 @@ its zip directory and member names checked (a truncated file loses its directory
 and its contents are verified by CRC when a run loads it (Store.load_round). Backups are not checked here:
 a damaged one is discarded, with a warning, when its round starts (Store.load_backup).
 
-    from lth_tf import integrity, store
+    from lth_tf.experiment import integrity, store
     integrity.check(store.Store("results/run1"), trials=[0, 1])   # raises store.DamagedFileError
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ import csv
 import os
 import zipfile
 
-from lth_tf.store import NPZ_ERRORS, DamagedFileError, Store, describe_error
+from lth_tf.experiment.files import NPZ_ERRORS, DamagedFileError, describe_error
+from lth_tf.experiment.store import Store
 
 FULL_CHECK_BYTES = 8 << 20
 

@@ -23,8 +23,8 @@ Layout (a public contract):
     OUTPUT_DIR/.config.lock, .results.lock       held for a moment while config.json / results.csv is written
     OUTPUT_DIR/.results.csv.sha256               the hashes of the results.csv lth_tf wrote (edit detection)
 
-Every file is written to a temporary name and renamed into place (atomic on POSIX). results.csv is
-regenerated from the result.json files, so it never holds duplicated or partial rows.
+Every file is written to a temporary name and renamed into place (atomic on POSIX; lth_tf.experiment.files).
+results.csv is regenerated from the result.json files, so it never holds duplicated or partial rows.
 
 Damage from outside (a truncated copy, a disk error, a hand edit) is reported, never papered over: a file
 that cannot be read raises DamagedFileError naming the file and what to do; a finished round is never
@@ -34,8 +34,6 @@ reported through `on_warning`. A full disk raises DiskFullError and leaves every
 from __future__ import annotations
 
 import contextlib
-import csv
-import errno
 import fcntl
 import glob
 import hashlib
@@ -43,136 +41,21 @@ import io
 import json
 import os
 import shutil
-import tempfile
-import zipfile
-import zlib
 
 import numpy as np
 
-# The footnote-1 convergence columns (lth_tf.convergence) come after the older ones, so a reader that indexes
+from lth_tf.experiment.files import (CURVE_COLUMNS, NPZ_ERRORS, DamagedFileError, StoreError, _csv_bytes, _listing,
+                                     _missing_dirs, _npz_bytes, atomic_write, check_writable, describe_error, load_npz)
+from lth_tf.experiment.pair_store import PairStore
+
+# The footnote-1 convergence columns (lth_tf.training.convergence) come after the older ones, so a reader that indexes
 # the older columns by position still finds them; rounds stored before they existed leave them empty.
 COLUMNS = ["trial", "variant", "round", "pruning", "weights_remaining", "early_stop_iteration",
            "test_accuracy_at_early_stop", "val_loss_at_early_stop", "test_accuracy", "test_loss",
            "iterations", "train_seconds", "convergence_iteration", "test_accuracy_at_convergence"]
-CURVE_COLUMNS = ["iteration", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
 
 
-class StoreError(Exception):
-    """The results directory cannot be used as asked; str(e) says why in one line."""
-
-
-class DamagedFileError(StoreError):
-    """A stored file cannot be read (truncated, corrupt, edited); str(e) names it and says what to do."""
-
-    def __init__(self, path: str, reason: str, advice: str, message: str | None = None):
-        super().__init__(message or f"'{path}' is damaged ({reason}): {advice}")
-        self.path, self.reason = path, reason
-
-
-class DiskFullError(StoreError):
-    """A write failed for lack of space; the file it was replacing, and every other, is unchanged."""
-
-
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-# What reading a damaged .npz raises: no zip directory, bad CRC or deflate data, short reads, pickled junk.
-NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file and a rename: `path` holds the old bytes or the new.
-
-    Raises DiskFullError (no space, quota) or StoreError (any other OSError), one line each.
-    """
-    directory = os.path.dirname(path) or "."
-    tmp = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno in _NO_SPACE:
-            raise DiskFullError(f"no space left on the device writing '{path}'; everything stored before is "
-                                "intact: free some space and run the same command again to resume") from None
-        if isinstance(e, OSError):
-            raise StoreError(f"cannot write '{path}': {e.strerror or e}") from None
-        raise
-
-
-def _npz_bytes(arrays: dict) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def load_npz(path: str, advice: str = "restore it from a copy") -> dict:
-    """The arrays of `path`; DamagedFileError (with `advice`) if it cannot be read completely."""
-    try:
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}  # reading a member whole checks its CRC
-    except FileNotFoundError:
-        raise DamagedFileError(path, "missing", advice) from None
-    except NPZ_ERRORS as e:
-        raise DamagedFileError(path, describe_error(e), advice) from None
-
-
-def describe_error(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text if len(text) < 120 else text[:117] + "..."
-
-
-def _csv_bytes(rows: list, columns: list) -> bytes:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue().encode()
-
-
-def check_writable(path: str) -> None:
-    """Raises StoreError unless `path` is, or can be created as, a writable directory (creates nothing)."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise StoreError(f"output directory '{path}' is not usable: '{probe}' is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise StoreError(f"output directory '{path}' is not writable")
-
-
-def _listing(root: str) -> set:
-    """Every path under `root`, absolute, root included; empty when root does not exist."""
-    root = os.path.abspath(root)
-    if not os.path.isdir(root):
-        return set()
-    out = {root}
-    for directory, dirs, files in os.walk(root):
-        out.update(os.path.join(directory, name) for name in dirs + files)
-    return out
-
-
-def _missing_dirs(directory: str) -> list:
-    """The directories that creating `directory` would make, deepest first (absolute paths)."""
-    out, current = [], os.path.abspath(directory)
-    while not os.path.exists(current):
-        out.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return out
-
-
-class Store:
+class Store(PairStore):
     """One experiment's results directory.
 
         store = Store("results/run1")
@@ -180,6 +63,7 @@ class Store:
             if not store.is_done(0, "lottery", 3): ...
 
     on_warning(message): told, in one line, about what the store repairs on its own (a damaged backup).
+    The instability pairs' files are PairStore's (lth_tf.experiment.pair_store).
     """
 
     def __init__(self, root: str, on_warning=None):
@@ -428,81 +312,6 @@ class Store:
         directory = os.path.dirname(self.backup_path(trial, variant, round_, copy))
         if os.path.isdir(directory):
             shutil.rmtree(directory, ignore_errors=True)
-
-    # ---- instability pairs (lth_tf.instability) ------------------------------------------------------
-    def pair_dir(self, trial: int, variant: str, round_: int) -> str:
-        return os.path.join(self.round_dir(trial, variant, round_), "instability")
-
-    def save_copy(self, trial, variant, round_, copy: int, *, weights, curve, row) -> None:
-        """One trained copy of a pair; copy_<i>.json goes last, so its presence means "trained"."""
-        directory = self.pair_dir(trial, variant, round_)
-        atomic_write(os.path.join(directory, f"copy_{copy}_weights.npz"), _npz_bytes(weights))
-        atomic_write(os.path.join(directory, f"copy_{copy}_curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
-        atomic_write(os.path.join(directory, f"copy_{copy}.json"), json.dumps(row, sort_keys=True).encode())
-
-    def pair_advice(self, trial, variant, round_) -> str:
-        return (f"restore it from a copy, or delete '{self.pair_dir(trial, variant, round_)}' to train that "
-                "pair again")
-
-    def read_json(self, path: str, advice: str, check=None):
-        """The JSON in `path`, or None if there is none; DamagedFileError if it cannot be read (or `check`,
-        given the value, raises ValueError)."""
-        try:
-            with open(path) as f:
-                value = json.load(f)
-            if not isinstance(value, dict):
-                raise ValueError("not a JSON object")
-            if check is not None:
-                check(value)
-            return value
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            raise DamagedFileError(path, describe_error(e), advice) from None
-
-    def load_copy(self, trial, variant, round_, copy: int) -> dict | None:
-        """{"weights", "row"} of a trained copy, or None if it is not finished; DamagedFileError if its files
-        are damaged (a trained copy is never silently trained again)."""
-        directory, advice = self.pair_dir(trial, variant, round_), self.pair_advice(trial, variant, round_)
-        row = self.read_json(os.path.join(directory, f"copy_{copy}.json"), advice)
-        if row is None:
-            return None
-        return {"weights": load_npz(os.path.join(directory, f"copy_{copy}_weights.npz"), advice), "row": row}
-
-    def save_pair(self, trial, variant, round_, result: dict, masks: dict) -> None:
-        """The pair's masks, then its result.json (last: its presence means "finished")."""
-        atomic_write(os.path.join(self.pair_dir(trial, variant, round_), "masks.npz"), _npz_bytes(masks))
-        atomic_write(os.path.join(self.pair_dir(trial, variant, round_), "result.json"),
-                     json.dumps(result, sort_keys=True).encode())
-
-    def load_pair(self, trial, variant, round_) -> dict | None:
-        """The pair's stored result (path and instability), or None if it is not finished; DamagedFileError if
-        its result.json is damaged."""
-        def check(row):
-            if (row.get("trial"), row.get("variant"), row.get("round")) != (trial, variant, round_):
-                raise ValueError(f"not the result of trial {trial} {variant} round {round_}")
-        return self.read_json(os.path.join(self.pair_dir(trial, variant, round_), "result.json"),
-                               self.pair_advice(trial, variant, round_), check)
-
-    def finished_pairs(self, trials=None) -> list:
-        """(trial, variant, round) of every pair with a result.json (of `trials`, default all)."""
-        return [key for key in self._units(os.path.join("instability", "result.json"))
-                if trials is None or key[0] in trials]
-
-    def trained_copies(self, trials=None) -> list:
-        """(trial, variant, round, copy) of every trained copy of a pair (a copy_<i>.json), of `trials`."""
-        out = []
-        for trial, variant, round_ in self._units("instability"):
-            if trials is not None and trial not in trials:
-                continue
-            for path in glob.glob(os.path.join(self.pair_dir(trial, variant, round_), "copy_*.json")):
-                with contextlib.suppress(ValueError):
-                    out.append((trial, variant, round_, int(os.path.basename(path)[5:-5])))
-        return sorted(out)
-
-    def pair_results(self) -> list:
-        """Every finished pair's result, sorted by (trial, variant, round); DamagedFileError for a damaged one."""
-        return [self.load_pair(*key) for key in self.finished_pairs()]
 
     # ---- the table -----------------------------------------------------------------------------------
     def finished(self, trials=None) -> list:

@@ -23,8 +23,9 @@ import glob
 import os
 import re
 
-from lth_tf.config import Config
-from lth_tf.store import Store, _csv_bytes, atomic_write
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.files import _csv_bytes, atomic_write
+from lth_tf.experiment.store import Store
 
 PATH_COLUMNS = ["trial", "variant", "rewind_iteration", "round", "alpha", "weights_remaining", "split", "error"]
 SUMMARY_COLUMNS = ["trial", "variant", "rewind_iteration", "round", "weights_remaining", "instability_test",
@@ -48,8 +49,8 @@ def sweep(config: Config, rewind_iterations, pairs, root: str, on_event=None, da
     on_event(k, event) receives the experiment's events (lth_tf.experiment.Event). stores: {k: Store} already
     opened (locked, configuration checked) by the caller, as the command line does before TensorFlow starts;
     the stores of other k are opened here with `lock_name`, one at a time."""
-    from lth_tf import data as data_lib
-    from lth_tf import experiment
+    from lth_tf.data import loading as data_lib
+    from lth_tf.experiment import experiment
 
     dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
     for k in rewind_iterations:

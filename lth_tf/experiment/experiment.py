@@ -36,106 +36,39 @@ model (lth_tf.stacked); with --parallel_trials=1 each job trains alone, on the t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 from lth_tf import _env  # noqa: F401
 import numpy as np
 import tf_keras as keras
 
-from lth_tf import data as data_lib
-from lth_tf import convergence, init_scores, interpolation, models, pruning, rewind, summaries, training
-from lth_tf.config import AT_INIT, Config
-from lth_tf.store import Store
+from lth_tf.data import loading
+from lth_tf.data.pipelines import Dataset
+from lth_tf.experiment import interpolation
+from lth_tf.experiment.config import AT_INIT, Config
+from lth_tf.experiment.plan import Event, PairSpec, data_key, pair_key, train_spec
+from lth_tf.experiment.store import Store
+from lth_tf.models import networks
+from lth_tf.pruning import init_scores, rewind
+from lth_tf.pruning import masks as pruning
+from lth_tf.training import convergence, summaries
+from lth_tf.training.backup import BackupSlot
+from lth_tf.training.schedule import precision_policy
+from lth_tf.training.trainer import Job, RoundTrainer
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """Progress reported to the caller (main.py prints it; the library prints nothing)."""
-
-    kind: str  # "start", "resume", "eval", "round", "skip", "done"
-    trial: int = 0
-    variant: str = ""
-    round: int = 0
-    info: dict = dataclasses.field(default_factory=dict)
-
-
-def train_spec(config: Config, trial_seed: int, distributed: bool = False) -> training.TrainSpec:
-    """distributed: the trainer is built under a tf.distribute strategy (given to `run`)."""
-    spec = models.MODELS[config.model]
-    xla = config.xla == "on" or (config.xla == "auto" and xla_pays(config, distributed))
-    return training.TrainSpec(
-        batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
-        eval_every=config.eval_every, optimizer=config.optimizer, momentum=config.momentum,
-        lr_boundaries=spec.lr_boundaries, warmup_iterations=spec.warmup_iterations, augment=spec.augment,
-        seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer, jit_compile=xla)
-
-
-# XLA compiles a trainer's step once (a few seconds on 2 CPU cores) and then saves about a fifth of each step
-# of a network without convolutions: it pays for trials that train at least this many steps.
-XLA_MIN_TRIAL_STEPS = 50_000
-
-
-def xla_pays(config: Config, distributed: bool = False) -> bool:
-    """--xla=auto: XLA-compile the training step where it was measured to be faster (BENCHMARKS.md, 2 CPU
-    cores): lenet300_100's step ran 1.26x faster per CPU-second, conv2's 0.73x, and the compilation costs
-    seconds per trainer. So: networks without convolutions whose trial trains at least XLA_MIN_TRIAL_STEPS
-    steps (the paper's lenet300_100 does, the quickstart does not), with lth_tf's masked trainer (tfmot's is the
-    unchanged reference) in full precision on one device. On a GPU, measure (benchmarks/gpu_check.sh) and pass
-    --xla=on or off."""
-    steps = (config.rounds + 1) * config.round_iterations
-    return (not models.MODELS[config.model].image_input and steps >= XLA_MIN_TRIAL_STEPS
-            and config.trainer == "masked" and not config.mixed_precision and config.strategy == "default"
-            and not distributed)
-
-
-PAIR_VARIANTS = ("lottery", "reinit", "random")
-
-
-@dataclasses.dataclass(frozen=True)
-class PairSpec:
-    """The instability analysis of each trial's rounds (Frankle et al., ICML 2020).
-
-    variants: `lottery` (the IMP subnetwork at W_k; round 0 is the dense network), `reinit` (the round's mask, a
-        fresh draw of the initialiser) and `random` (random masks with the round's per-layer counts, at W_k).
-    alphas: points on the path (int: evenly spaced in [0, 1]) ; bn: "interpolate" or "recompute" (see
-    lth_tf.interpolation); train_subset: the first n training examples are the fixed training split of the path;
-    noise_seeds: the two copies' SGD-noise seeds (equal seeds give identical copies). They are part of a stored
-        pair's identity (`matches`): other seeds train new copies and measure a new path.
-    """
-
-    variants: tuple = ("lottery",)
-    alphas: int = 30
-    bn: str = "interpolate"
-    bn_batches: int = 20
-    train_subset: int = 10_000
-    noise_seeds: tuple = (1, 2)
-
-    def path_identity(self) -> dict:
-        """What a stored path's numbers depend on beyond the trained copies."""
-        return {"alphas": interpolation.alpha_grid(self.alphas), "bn": self.bn,
-                "bn_batches": self.bn_batches if self.bn == "recompute" else 0, "train_subset": self.train_subset}
-
-    def matches(self, stored: dict) -> bool:
-        """Whether a stored pair result is this spec's: the same path and the same noise seeds. A result that
-        records no seeds was written before they were recorded, with the default (1, 2): the only seeds the
-        command line has ever used."""
-        return (stored.get("path") == self.path_identity()
-                and stored.get("noise_seeds", [1, 2]) == [int(s) for s in self.noise_seeds])
-
-
-def run(config: Config, store: Store, on_event=None, dataset: data_lib.Dataset | None = None,
+def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = None,
         strategy=None, pairs: PairSpec | None = None) -> list:
     """Runs every unfinished round of the experiment (and, with `pairs`, every unfinished instability pair);
     returns the store's rows. The store must be open."""
     emit = on_event or (lambda event: None)
-    dataset = dataset or data_lib.load(config.dataset, config.data_dir, seed=config.seed)
+    dataset = dataset or loading.load(config.dataset, config.data_dir, seed=config.seed)
     ids = config.trial_ids()
     width = config.parallel_trials
     for group in [ids[i:i + width] for i in range(0, len(ids), width)]:
         with contextlib.ExitStack() as locks:
             for trial in group:  # never two processes on one trial (a full run and a --trial_index run)
                 locks.enter_context(store.trial_lock(trial))
-            with training.precision_policy(config.mixed_precision):  # models are built inside the trial
+            with precision_policy(config.mixed_precision):  # models are built inside the trial
                 trials = [_Trial(config, store, dataset, trial, emit, strategy, pairs) for trial in group]
                 _Group(trials, width).run()
     emit(Event("done"))
@@ -159,7 +92,7 @@ class _Group:
         for trial in trials:
             trial.width = self.capacity
 
-    def trainer(self) -> training.RoundTrainer:
+    def trainer(self) -> RoundTrainer:
         if self._trainer is None:  # built lazily: a fully finished trial trains (and traces) nothing
             first = self.trials[0]
             keras.utils.set_random_seed(first.seed)
@@ -169,7 +102,7 @@ class _Group:
             nets += [first.build(first.seed + 7919 * i) for i in range(self.capacity - len(nets))]
             spec = train_spec(first.config, first.seed, distributed=first.strategy is not None)
             with first.scope():
-                self._trainer = training.RoundTrainer(nets if self.capacity > 1 else nets[0], first.data, spec)
+                self._trainer = RoundTrainer(nets if self.capacity > 1 else nets[0], first.data, spec)
         return self._trainer
 
     def run(self) -> None:
@@ -212,11 +145,11 @@ class _Trial:
     # ---- building blocks -----------------------------------------------------------------------------
     def build(self, seed: int) -> keras.Model:
         with self.scope():
-            return models.build(self.config.model, self.data.input_shape, self.data.num_classes,
+            return networks.build(self.config.model, self.data.input_shape, self.data.num_classes,
                                 seed=seed, dropout=self.config.dropout)
 
     def run(self):
-        """The trial, as a generator: it yields lists of training.Job and is sent their RoundResults (_Group)."""
+        """The trial, as a generator: it yields lists of training Jobs and is sent their RoundResults (_Group)."""
         self.model = self.build(self.seed)
         self.initial = self.store.load_weights(self.trial, "initial")
         if self.initial is None:
@@ -244,7 +177,7 @@ class _Trial:
         results = yield jobs
         return [self.finish_round(*spec[:4], result) for spec, result in zip(rounds, results)]
 
-    def round_job(self, variant, round_, start, masks, record_at, start_iteration) -> training.Job:
+    def round_job(self, variant, round_, start, masks, record_at, start_iteration) -> Job:
         c = self.config
         self.emit(Event("start", self.trial, variant, round_, {"weights_remaining": pruning.remaining(masks)}))
         callbacks = []
@@ -254,12 +187,12 @@ class _Trial:
         store, trial = self.store, self.trial
         # The round's data order depends on (trial seed, round) only, so a resumed or re-run round sees the
         # same batches; the backup (after each eval_every chunk) lets a killed run continue mid-round.
-        return training.Job(
+        return Job(
             start, masks, record_at=record_at, callbacks=tuple(callbacks),
             on_eval=lambda p: self.emit(Event("eval", self.trial, variant, round_,
                                               dict(p, total=self.total_iterations))),
             data_key=data_key(self.seed, round_),
-            backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_),
+            backup=BackupSlot(load=lambda: store.load_backup(trial, variant, round_),
                                        save=lambda arrays: store.save_backup(trial, variant, round_, arrays)),
             on_resume=lambda it: self.emit(Event("resume", trial, variant, round_, {"iteration": it})),
             start_iteration=start_iteration)
@@ -465,13 +398,13 @@ class _Trial:
                 copies[copy] = self.finish_copy(variant, round_, copy, key, result)
         return [copies[0], copies[1]]
 
-    def copy_job(self, variant, round_, copy, key, start, masks) -> training.Job:
+    def copy_job(self, variant, round_, copy, key, start, masks) -> Job:
         store, trial = self.store, self.trial
         self.emit(Event("start", trial, f"{variant}/copy{copy}", round_,
                         {"weights_remaining": pruning.remaining(masks)}))
-        return training.Job(
+        return Job(
             start, masks, data_key=key, start_iteration=self.config.rewind_iteration,
-            backup=training.BackupSlot(load=lambda: store.load_backup(trial, variant, round_, copy=copy),
+            backup=BackupSlot(load=lambda: store.load_backup(trial, variant, round_, copy=copy),
                                        save=lambda arrays: store.save_backup(trial, variant, round_, arrays,
                                                                              copy=copy)))
 
@@ -496,17 +429,6 @@ class _Trial:
         return d.x_train[take], d.y_train[take]
 
 
-def pair_key(trial_seed: int, round_: int, noise_seed: int) -> int:
-    """The data order of one copy of a pair: a pure function of (trial seed, round, noise seed), apart from the
-    rounds' own `data_key`s."""
-    return int(np.random.SeedSequence([trial_seed & 0xFFFFFFFF, round_, 7919, noise_seed]).generate_state(1)[0])
-
-
-def data_key(trial_seed: int, round_: int) -> int:
-    """The seed of a round's data order: a pure function of (trial seed, round), the same in any process."""
-    return int(np.random.SeedSequence([trial_seed & 0xFFFFFFFF, round_]).generate_state(1)[0])
-
-
 def _kernels(weights: dict, masks: dict) -> dict:
     return {name: weights[f"{name}/kernel"] for name in masks}
 
@@ -516,4 +438,3 @@ def _masked(weights: dict, masks: dict) -> dict:
     for name, mask in masks.items():
         out[f"{name}/kernel"] = weights[f"{name}/kernel"] * mask
     return out
-

@@ -34,7 +34,7 @@ import tempfile
 from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 
-from lth_tf import store as store_lib
+from lth_tf.experiment import store as store_lib
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 

@@ -19,7 +19,8 @@ the result is the mean of the batch statistics), the interpolated trainable weig
 the ICML paper's experiments used could not be checked, so neither is claimed to be its choice.
 ``PathResult.bn`` says which one a result used.
 
-    from lth_tf import interpolation, rewind
+    from lth_tf.experiment import interpolation
+    from lth_tf.pruning import rewind
     w1, w2 = rewind.snapshot(model_a), rewind.snapshot(model_b)    # two tf_keras models of one architecture
     path = interpolation.linear_path(model, w1, w2, {"test": (x_test, y_test)}, alphas=30)
     path.errors["test"], path.instability["test"]
@@ -35,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import rewind
+from lth_tf.pruning import rewind
 
 BN_MODES = ("interpolate", "recompute")
 
