@@ -32,7 +32,7 @@ def load(root):
 
 
 def _figure(figsize):
-    from lth_tf.report import _new_figure
+    from lth_tf.analysis.figures import _new_figure
     return _new_figure(figsize)
 
 

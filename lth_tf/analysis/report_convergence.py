@@ -21,7 +21,7 @@ directory reports both measures too.
 """
 import numpy as np
 
-from lth_tf import convergence
+from lth_tf.training import convergence
 
 # lth_tf.specs' models without image input, repeated so that the report reads files with nothing else.
 FULLY_CONNECTED = ("lenet300_100", "lenet300_100_iclr")
