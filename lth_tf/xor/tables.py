@@ -18,9 +18,9 @@ ten hidden unit networks that reached zero loss".
 """
 import numpy as np
 
-from lth_tf import xor
+from lth_tf.xor import network, tickets
 
-MEASURES = xor.MEASURES
+MEASURES = tickets.MEASURES
 
 # The paper's numbers, percent of 1000 trials: Figure 9 {hidden: (DB, ZL)}; Figure 10 {(strategy, criterion):
 # {width: (DB, ZL)}} (its first row is one-shot, the other three iterative); and the conditional rates the text
@@ -86,14 +86,14 @@ def _paper_row(numbers, widths):
                             for v in numbers.get(w, (None, None))])
 
 
-def format_table(results, trials, iterations=xor.DEFAULT_ITERATIONS, learning_rate=xor.DEFAULT_LEARNING_RATE,
-                 loss_threshold=xor.DEFAULT_LOSS_THRESHOLD, seed=xor.DEFAULT_SEED, optimizer=None,
+def format_table(results, trials, iterations=network.DEFAULT_ITERATIONS, learning_rate=network.DEFAULT_LEARNING_RATE,
+                 loss_threshold=network.DEFAULT_LOSS_THRESHOLD, seed=network.DEFAULT_SEED, optimizer=None,
                  relu_grad_at_zero=None):
     """Figure 9 and Figure 10 (joint cells, as the paper prints them) as text, then the conditional rates,
     each with the paper's numbers on a "paper" line below the matching row."""
-    optimizer = optimizer or xor.DEFAULT_OPTIMIZER
-    g0 = xor.DEFAULT_RELU_GRAD_AT_ZERO if relu_grad_at_zero is None else relu_grad_at_zero
-    base_h = xor.BASE_HIDDEN
+    optimizer = optimizer or network.DEFAULT_OPTIMIZER
+    g0 = network.DEFAULT_RELU_GRAD_AT_ZERO if relu_grad_at_zero is None else relu_grad_at_zero
+    base_h = network.BASE_HIDDEN
     opt_name = "full-batch gradient descent" if optimizer == "sgd" else "full-batch Adam"
     lines = [
         f"XOR ({trials} trials, {iterations} iterations of {opt_name}, learning rate {learning_rate:g}, "
@@ -112,9 +112,9 @@ def format_table(results, trials, iterations=xor.DEFAULT_ITERATIONS, learning_ra
     base = results[("scratch", base_h)]
     targets = sorted({k[1] for k in results if k[0] != "scratch"}, reverse=True)
     widths = [base_h] + targets
-    rows = [(s, c) for s in xor.STRATEGIES for c in xor.CRITERIA
+    rows = [(s, c) for s in network.STRATEGIES for c in network.CRITERIA
             if any((s, t, c) in results for t in targets)]
-    label = {(s, c): f"{s[0].upper() + s[1:]}, {xor.CRITERION_NAMES[c]}" for s, c in rows}
+    label = {(s, c): f"{s[0].upper() + s[1:]}, {network.CRITERION_NAMES[c]}" for s, c in rows}
     heading = _groups([f"{w} units" if w == base_h else f"{w} units (pruned)" for w in widths])
     measures = _row("Strategy", ["DB", "ZL"] * len(widths))
     lines += [
@@ -176,21 +176,21 @@ def _define_flags(flag_values):
         flags.register_validator(name, lambda v: math.isfinite(v) and v > 0,
                                  message=f"--{name} must be a positive finite number", flag_values=flag_values)
 
-    flags.DEFINE_integer("trials", xor.DEFAULT_TRIALS, "Independent networks per table row.",
+    flags.DEFINE_integer("trials", network.DEFAULT_TRIALS, "Independent networks per table row.",
                          lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_integer("iterations", xor.DEFAULT_ITERATIONS, "Gradient-descent iterations per training.",
+    flags.DEFINE_integer("iterations", network.DEFAULT_ITERATIONS, "Gradient-descent iterations per training.",
                          lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_integer("seed", xor.DEFAULT_SEED, "Random seed of the initialisations.",
+    flags.DEFINE_integer("seed", network.DEFAULT_SEED, "Random seed of the initialisations.",
                          lower_bound=0, flag_values=flag_values)
-    flags.DEFINE_float("learning_rate", xor.DEFAULT_LEARNING_RATE, "Learning rate of the optimizer.",
+    flags.DEFINE_float("learning_rate", network.DEFAULT_LEARNING_RATE, "Learning rate of the optimizer.",
                        flag_values=flag_values)
-    flags.DEFINE_enum("optimizer", xor.DEFAULT_OPTIMIZER, list(xor.OPTIMIZERS),
+    flags.DEFINE_enum("optimizer", network.DEFAULT_OPTIMIZER, list(network.OPTIMIZERS),
                       "sgd: full-batch gradient descent; adam: full-batch Adam (TensorFlow defaults).",
                       flag_values=flag_values)
-    flags.DEFINE_float("loss_threshold", xor.DEFAULT_LOSS_THRESHOLD,
+    flags.DEFINE_float("loss_threshold", network.DEFAULT_LOSS_THRESHOLD,
                        "A network 'reaches zero loss' when its mean cross-entropy is below this.",
                        flag_values=flag_values)
-    flags.DEFINE_float("relu_grad_at_zero", xor.DEFAULT_RELU_GRAD_AT_ZERO,
+    flags.DEFINE_float("relu_grad_at_zero", network.DEFAULT_RELU_GRAD_AT_ZERO,
                        "The ReLU's derivative at z = 0 in backpropagation, in [0, 1] (1: as TensorFlow "
                        "differentiates tf.maximum(z, 0); 0: as tf.nn.relu).", flag_values=flag_values)
     positive("learning_rate")
@@ -221,7 +221,7 @@ def main(argv=None):
         print(f"lth_tf.xor: error: {message}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    results = xor.run_experiment(trials=fv.trials, iterations=fv.iterations, seed=fv.seed,
+    results = tickets.run_experiment(trials=fv.trials, iterations=fv.iterations, seed=fv.seed,
                                  learning_rate=fv.learning_rate, loss_threshold=fv.loss_threshold,
                                  optimizer=fv.optimizer, relu_grad_at_zero=fv.relu_grad_at_zero)
     elapsed = time.perf_counter() - start
