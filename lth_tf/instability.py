@@ -24,7 +24,7 @@ import time
 from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
-from lth_tf import config as config_lib
+from lth_tf.experiment import config as config_lib
 from lth_tf import main as cli  # defines the model/data/training flags; this module adds its own
 
 FLAGS = flags.FLAGS
@@ -110,8 +110,8 @@ class Printer(cli.Printer):
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import signals, stability  # no TensorFlow: refusals come before it starts
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import signals, stability  # no TensorFlow: refusals come before it starts
+    from lth_tf.experiment import store as store_lib
 
     printer, stores = Printer(FLAGS.quiet), {}
     try:
@@ -135,11 +135,12 @@ def main(argv) -> None:
 
 def _run(base, ks, variants, root, stores, printer) -> None:
     """The part that needs TensorFlow; every k's store is open and its trials are locked."""
-    from lth_tf import stability
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import stability
+    from lth_tf.experiment import store as store_lib
     logging.set_verbosity(logging.ERROR)
-    from lth_tf import data, distribute, experiment  # starts TensorFlow
-    from lth_tf import stacked
+    from lth_tf.data import loading as data  # starts TensorFlow
+    from lth_tf.experiment import distribute, experiment
+    from lth_tf.training import stacked
     stacked.configure_threads(base.parallel_trials)  # before any TensorFlow op
 
     if base.deterministic:

@@ -13,8 +13,8 @@ import time
 from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
-from lth_tf import config as config_lib
-from lth_tf import specs
+from lth_tf.experiment import config as config_lib
+from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
 D = config_lib.Config  # defaults come from one place
@@ -180,8 +180,8 @@ def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> 
     lock (a --trial_index run started beside a full run is refused at once, not when the full run reaches its
     trial), and the damaged-file check. The locks stay held until `held` closes. A non-chief worker only reads
     the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
-    from lth_tf import integrity  # no TensorFlow
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import integrity  # no TensorFlow
+    from lth_tf.experiment import store as store_lib
     if not chief:
         store_lib.check_writable(store.root)
         store.check_compatible(cfg.identity_hash(), cfg.identity())
@@ -196,8 +196,8 @@ def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> 
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import signals  # no TensorFlow: refusals come before it starts
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import signals  # no TensorFlow: refusals come before it starts
+    from lth_tf.experiment import store as store_lib
 
     printer, store = Printer(FLAGS.quiet), None
     try:
@@ -217,12 +217,13 @@ def main(argv) -> None:
 
 def _run(cfg, store, chief: bool, printer) -> None:
     """The part that needs TensorFlow; the chief's store is open and its trials are locked."""
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import store as store_lib
     results_dir = store.root
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
-    from lth_tf import data, distribute, experiment  # starts TensorFlow
+    from lth_tf.data import loading as data  # starts TensorFlow
+    from lth_tf.experiment import distribute, experiment
 
-    from lth_tf import stacked
+    from lth_tf.training import stacked
     stacked.configure_threads(cfg.parallel_trials)  # before any TensorFlow op, like the strategies below
     try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
         strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
