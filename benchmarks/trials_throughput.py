@@ -6,7 +6,7 @@
 
 Each measurement runs a whole experiment in a fresh child process (lth_tf.experiment.run into a fresh results
 directory; TensorFlow's start-up and the data loading happen before the clock starts, and the child sets
-TensorFlow's threads as `python -m lth_tf.main` would for its --parallel_trials, stacked.configure_threads)
+TensorFlow's threads as `python -m lth_tf.main` does, lth_tf.threads: from the network, never from N)
 and times it: building the models and trainers, tracing, training, evaluation and the store's writes are all
 in it, as in a real run. Rounds per hour = trials x (rounds + 1) /
 wall time. "Sequential" trains 2 trials one after the other at --parallel_trials=1 (a trial's time does not
@@ -88,10 +88,10 @@ def child(label: str, ns, quick: bool, names, fashion: str | None) -> dict:
     """One measurement, in this (fresh) process."""
     _, name, trials, parallel, xla = next(m for m in measurements(ns, quick, names) if m[0] == label)
     from lth_tf import _env  # noqa: F401
-    from lth_tf import stacked
-    stacked.configure_threads(parallel)  # as lth_tf.main does, before TensorFlow's first op
-    from lth_tf import data as data_lib
+    from lth_tf import threads
     setup = SETUPS[name]
+    threads.configure(setup["model"])  # as lth_tf.main does (never from N), before TensorFlow's first op
+    from lth_tf import data as data_lib
     dataset = data_lib.load(setup["dataset"], fashion if setup["dataset"] == "fashion_mnist" else None)
     return dict(run_one(setup, trials, parallel, xla, dataset, quick), trials=trials, parallel=parallel, xla=xla)
 

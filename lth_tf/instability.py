@@ -112,19 +112,21 @@ def main(argv) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
     from lth_tf.experiment import signals, stability  # no TensorFlow: refusals come before it starts
     from lth_tf.experiment import store as store_lib
+    from lth_tf.training import threads
 
     printer, stores = Printer(FLAGS.quiet), {}
     try:
         with signals.stop_on_signals(), contextlib.ExitStack() as held:
             try:  # as lth_tf.main: every k's store locked, its configuration and files checked, before TensorFlow
                 base, ks, variants, root = parse()
+                threads.settings(base.model)  # a bad LTH_TF_*_THREADS override is refused here, before TensorFlow
                 if base.strategy != "default":
                     raise config_lib.ConfigError("lth_tf.instability runs with the default strategy only")
                 for k in ks:
                     cfg = stability.config_for(base, k, root)
                     stores[k] = store_lib.Store(cfg.results_dir(), on_warning=cli._warn)
                     cli.open_checked(held, cfg, stores[k])
-            except (config_lib.ConfigError, store_lib.StoreError) as e:
+            except (config_lib.ConfigError, store_lib.StoreError, threads.ThreadsError) as e:
                 _fail(str(e))
             _run(base, ks, variants, root, stores, printer)
     except signals.Stopped as stop:
@@ -140,8 +142,8 @@ def _run(base, ks, variants, root, stores, printer) -> None:
     logging.set_verbosity(logging.ERROR)
     from lth_tf.data import loading as data  # starts TensorFlow
     from lth_tf.experiment import distribute, experiment
-    from lth_tf.training import stacked
-    stacked.configure_threads(base.parallel_trials)  # before any TensorFlow op
+    from lth_tf.training import threads
+    threads.configure(base.model)  # before any TensorFlow op; never depends on N
 
     if base.deterministic:
         distribute.enable_determinism(base.seed)

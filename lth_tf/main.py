@@ -198,16 +198,18 @@ def main(argv) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
     from lth_tf.experiment import signals  # no TensorFlow: refusals come before it starts
     from lth_tf.experiment import store as store_lib
+    from lth_tf.training import threads
 
     printer, store = Printer(FLAGS.quiet), None
     try:
         with signals.stop_on_signals(), contextlib.ExitStack() as held:
             try:
                 cfg = config_from_flags()
+                threads.settings(cfg.model)  # a bad LTH_TF_*_THREADS override is refused here, before TensorFlow
                 chief = _writes_results(cfg.strategy)
                 store = store_lib.Store(cfg.results_dir(), on_warning=_warn)
                 open_checked(held, cfg, store, chief)
-            except (config_lib.ConfigError, store_lib.StoreError) as e:
+            except (config_lib.ConfigError, store_lib.StoreError, threads.ThreadsError) as e:
                 _fail(str(e))
             _run(cfg, store, chief, printer)
     except signals.Stopped as stop:
@@ -223,8 +225,8 @@ def _run(cfg, store, chief: bool, printer) -> None:
     from lth_tf.data import loading as data  # starts TensorFlow
     from lth_tf.experiment import distribute, experiment
 
-    from lth_tf.training import stacked
-    stacked.configure_threads(cfg.parallel_trials)  # before any TensorFlow op, like the strategies below
+    from lth_tf.training import threads
+    threads.configure(cfg.model)  # before any TensorFlow op, like the strategies below; never depends on N
     try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
         strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
         if cfg.deterministic:

@@ -25,8 +25,6 @@ moving statistics are not weights the masks and rewinds handle per network here)
 """
 from __future__ import annotations
 
-import os
-
 from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
@@ -36,21 +34,6 @@ from lth_tf.training import masked as training
 _STACKABLE = (keras.layers.InputLayer, keras.layers.Dense, keras.layers.Conv2D, keras.layers.MaxPooling2D,
               keras.layers.AveragePooling2D, keras.layers.Flatten, keras.layers.Dropout, keras.layers.ReLU,
               keras.layers.Activation)
-
-
-def configure_threads(parallel_trials: int) -> bool:
-    """With stacked trials, runs TensorFlow's CPU ops one thread each and as many ops at once as there are cores:
-    the networks' towers then run in parallel instead of each small op being split across the cores (on 2 CPU
-    cores this took 8 stacked lenet300_100 networks from about 1.0 to 0.6 ms per network-step). Must come
-    before TensorFlow runs its first op; returns False (and changes nothing) when it is too late or N is 1."""
-    if parallel_trials <= 1:
-        return False
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(os.cpu_count() or 1)
-    except RuntimeError:  # TensorFlow already started in this process
-        return False
-    return True
 
 
 class StackError(ValueError):
