@@ -28,7 +28,7 @@ from lth_tf.experiment import config as config_lib
 from lth_tf import main as cli  # defines the model/data/training flags; this module adds its own
 
 FLAGS = flags.FLAGS
-PAIR_VARIANTS = ("lottery", "reinit", "random")  # = experiment.PAIR_VARIANTS (imported late: TensorFlow)
+PAIR_VARIANTS = ("lottery", "reinit", "random")  # = experiment.plan.PAIR_VARIANTS (imported late: TensorFlow)
 
 flags.DEFINE_list("rewind_iterations", ["0"], "Comma-separated iterations k the pairs start from (W_k).")
 flags.DEFINE_integer("alphas", 30, "Evenly spaced points a in [0, 1] on the path (1 - a) W1 + a W2.")
@@ -110,7 +110,7 @@ class Printer(cli.Printer):
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf.experiment import signals, stability  # no TensorFlow: refusals come before it starts
+    from lth_tf.experiment import files, signals, stability  # no TensorFlow: refusals come before it starts
     from lth_tf.experiment import store as store_lib
     from lth_tf.training import threads
 
@@ -126,7 +126,7 @@ def main(argv) -> None:
                     cfg = stability.config_for(base, k, root)
                     stores[k] = store_lib.Store(cfg.results_dir(), on_warning=cli._warn)
                     cli.open_checked(held, cfg, stores[k])
-            except (config_lib.ConfigError, store_lib.StoreError, threads.ThreadsError) as e:
+            except (config_lib.ConfigError, files.StoreError, threads.ThreadsError) as e:
                 _fail(str(e))
             _run(base, ks, variants, root, stores, printer)
     except signals.Stopped as stop:
@@ -137,21 +137,20 @@ def main(argv) -> None:
 
 def _run(base, ks, variants, root, stores, printer) -> None:
     """The part that needs TensorFlow; every k's store is open and its trials are locked."""
-    from lth_tf.experiment import stability
-    from lth_tf.experiment import store as store_lib
+    from lth_tf.experiment import files, stability
     logging.set_verbosity(logging.ERROR)
-    from lth_tf.data import loading as data  # starts TensorFlow
-    from lth_tf.experiment import distribute, experiment
+    from lth_tf.data import datasets, loading  # starts TensorFlow
+    from lth_tf.experiment import distribute, plan
     from lth_tf.training import threads
     threads.configure(base.model)  # before any TensorFlow op; never depends on N
 
     if base.deterministic:
         distribute.enable_determinism(base.seed)
-    pairs = experiment.PairSpec(variants=variants, alphas=FLAGS.alphas,
+    pairs = plan.PairSpec(variants=variants, alphas=FLAGS.alphas,
                                 bn="recompute" if FLAGS.bn_recompute else "interpolate",
                                 train_subset=FLAGS.train_subset)
     try:
-        dataset = data.load(base.dataset, base.data_dir, seed=base.seed)
+        dataset = loading.load(base.dataset, base.data_dir, seed=base.seed)
         print(f"lth_tf.instability: {base.model} on {base.dataset} ({dataset.source}), k in {ks}, {base.rounds} "
               f"rounds x {base.round_iterations} iterations, trials {base.trial_ids()}, variants "
               f"{','.join(variants)}, {FLAGS.alphas} alphas, BatchNorm {pairs.bn}; results in {root}", flush=True)
@@ -161,7 +160,7 @@ def _run(base, ks, variants, root, stores, printer) -> None:
         print(f"lth_tf.instability: done in {time.perf_counter() - printer.began:.1f}s; {stable} of {len(rows)} "
               f"pairs stable (test instability < {FLAGS.stability_threshold}); tables: {root}/instability.csv, "
               f"{root}/instability_summary.csv", flush=True)
-    except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
+    except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
 
 

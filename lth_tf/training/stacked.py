@@ -20,8 +20,8 @@ restore, pruning and scoring work on it unchanged). See BENCHMARKS.md ("Many tri
 Networks made of Dense, Conv2D, pooling, Flatten and Dropout layers stack; others (BatchNormalization, whose
 moving statistics are not weights the masks and rewinds handle per network here) raise a one-line error.
 
-    trainer = training.RoundTrainer([build(seed) for seed in seeds], data, spec)    # N networks
-    results = trainer.train_many([training.Job(start, masks, data_key=k) for start, masks, k in jobs])
+    trainer = RoundTrainer([build(seed) for seed in seeds], data, spec)    # N networks (lth_tf.training.trainer)
+    results = trainer.train_many([Job(start, masks, data_key=k) for start, masks, k in jobs])
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf.training import masked as training
+from lth_tf.training import masked
 
 _STACKABLE = (keras.layers.InputLayer, keras.layers.Dense, keras.layers.Conv2D, keras.layers.MaxPooling2D,
               keras.layers.AveragePooling2D, keras.layers.Flatten, keras.layers.Dropout, keras.layers.ReLU,
@@ -60,10 +60,10 @@ class StackedTrainer(keras.Model):
         for net in nets:
             check_stackable(net)
         self.nets = list(nets)
-        self.mask_variables = [training.make_mask_variables(net) for net in self.nets]
+        self.mask_variables = [masked.make_mask_variables(net) for net in self.nets]
         self._kernel_masks = {}  # every network's {kernel ref: mask variable}, for masked_gradients
         for net, mask_variables in zip(self.nets, self.mask_variables):
-            self._kernel_masks.update(training.kernel_masks(net, mask_variables))
+            self._kernel_masks.update(masked.kernel_masks(net, mask_variables))
         # a_i: 1 for a network with a job this round, 0 for an idle one (its weights then take no update)
         self.active = tf.Variable(tf.ones([len(self.nets)]), trainable=False, name="active")
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -73,7 +73,7 @@ class StackedTrainer(keras.Model):
 
     def make_train_function(self, force=False):
         if self.train_function is None or force:
-            self.train_function = training.looping_train_function(self)
+            self.train_function = masked.looping_train_function(self)
         return self.train_function
 
     @property
@@ -83,7 +83,7 @@ class StackedTrainer(keras.Model):
     def set_masks(self, masks: list) -> None:
         """masks[i] for network i; networks beyond the list are idle this round."""
         for variables, mask in zip(self.mask_variables, masks):
-            training.assign_masks(variables, mask)
+            masked.assign_masks(variables, mask)
         self.active.assign([1.0 if i < len(masks) else 0.0 for i in range(len(self.nets))])
 
     def call(self, inputs, training=None):
@@ -100,7 +100,7 @@ class StackedTrainer(keras.Model):
             total = tf.add_n([a * loss for a, loss in zip(tf.unstack(self.active), losses)])
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
-        self.optimizer.apply_gradients(zip(training.masked_gradients(grads, variables, self._kernel_masks), variables))
+        self.optimizer.apply_gradients(zip(masked.masked_gradients(grads, variables, self._kernel_masks), variables))
         return self._update_metrics(ys, logits)
 
     def test_step(self, data):
