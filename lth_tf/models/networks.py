@@ -159,8 +159,10 @@ def _vgg19(inputs, num_classes, init, reg, dropout):
     return layers.Dense(num_classes, kernel_initializer=init(), kernel_regularizer=reg, name="output")(x)
 
 
-_BUILDERS = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv2_iclr": _conv2_iclr, "conv4": _conv4,
-             "conv4_iclr": _conv4_iclr, "conv6": _conv6, "resnet18": _resnet18, "vgg19": _vgg19}
+# The architecture registry: ModelSpec.builder (or the model's own name) -> its builder,
+# builder(inputs, num_classes, init, reg, dropout) -> logits.
+ARCHITECTURES = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv2_iclr": _conv2_iclr, "conv4": _conv4,
+                 "conv4_iclr": _conv4_iclr, "conv6": _conv6, "resnet18": _resnet18, "vgg19": _vgg19}
 
 
 def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0) -> keras.Model:
@@ -177,5 +179,5 @@ def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropou
     # Keras' L2(c) adds c * sum(w**2), whose gradient is 2c * w: halve the decay to get weight_decay * w.
     reg = keras.regularizers.L2(spec.weight_decay / 2) if spec.weight_decay else None
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = _BUILDERS[spec.builder or name](inputs, num_classes, _Init(spec.init, seed), reg, dropout)
+    outputs = ARCHITECTURES[spec.builder or name](inputs, num_classes, _Init(spec.init, seed), reg, dropout)
     return keras.Model(inputs, outputs, name=name)

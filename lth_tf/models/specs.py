@@ -1,7 +1,9 @@
 """The model registry: name -> ModelSpec, the paper's defaults per network, without importing TensorFlow.
 
-Keeping these apart lets `python -m lth_tf.main` reject bad input in a fraction of a second, before
-TensorFlow starts (and prints its start-up lines).
+A model is looked up by name here, for its defaults and its architecture (`builder`: a key of
+lth_tf.models.networks.ARCHITECTURES, which builds it). Keeping these apart from the tf_keras code lets
+`python -m lth_tf.main` reject bad input in a fraction of a second, before TensorFlow starts (and prints its
+start-up lines).
 
 Two versions of Frankle & Carbin's paper specify the networks differently, and lth_tf keeps both:
 - arXiv v1 ("The Lottery Ticket Hypothesis: Finding Small, Trainable Neural Networks", 2018), Figure 1:
@@ -36,18 +38,19 @@ class ModelSpec:
     builder: str = ""  # which architecture; "" = the model's own name (variants share an architecture)
     global_pruning: bool = False  # Section 4: VGG-19 and ResNet-18 are pruned globally, not layer by layer
     min_image_size: int = 8  # smallest height/width the architecture can take (valid convolutions shrink it)
+    stackable: bool = False  # --parallel_trials can stack it (lth_tf.training.stacked: no BatchNorm)
 
 
 MODELS: dict[str, ModelSpec] = {
     # ---- arXiv v1, Figure 1 (SGD) ----------------------------------------------------------------------
     # Lenet 300-100-10: 266K weights, 50 epochs at batch 60, truncated normal (std 0.1).
-    "lenet300_100": ModelSpec(image_input=False, batch_size=60, learning_rate=0.05, epochs=50),
+    "lenet300_100": ModelSpec(image_input=False, batch_size=60, learning_rate=0.05, epochs=50, stackable=True),
     # Conv-2: 5x5 64, pool, 5x5 64, pool (`same`), dense 384-192-10: 1.75M weights, 107K conv; 30 epochs.
-    "conv2": ModelSpec(image_input=True, batch_size=50, learning_rate=0.01, epochs=30),
+    "conv2": ModelSpec(image_input=True, batch_size=50, learning_rate=0.01, epochs=30, stackable=True),
     # Conv-4: 3x3 64, 64, pool, 128, 128, pool (`valid`), dense 256-256-10: 1.15M weights, 260K conv;
     # 20 epochs, Normal Xavier initialisation.
     "conv4": ModelSpec(image_input=True, batch_size=50, learning_rate=0.003, epochs=20, init="glorot",
-                       min_image_size=16),
+                       min_image_size=16, stackable=True),
     # Resnet-18: 3x3 16, then 3 stages x 3 residual blocks of 16, 32, 64 filters, average pool, dense 10:
     # 271K weights, 270K conv; 85 epochs at batch 128 (~30K iterations), momentum 0.9, learning rate 0.1
     # dropped 10x at 20K and 25K iterations, weight decay 1e-4, Normal Xavier; conv 20% per round, globally.
@@ -68,18 +71,18 @@ MODELS: dict[str, ModelSpec] = {
     # ---- ICLR 2019, Figure 2 (Adam, batch 60, Gaussian Glorot; conv 10%, fc 20%, output 10% per round) ---
     # Lenet 300-100-10: Adam 1.2e-3, 50K iterations; the same network as lenet300_100.
     "lenet300_100_iclr": ModelSpec(image_input=False, batch_size=60, learning_rate=1.2e-3, iterations=50_000,
-                                   optimizer="adam", init="glorot", builder="lenet300_100"),
+                                   optimizer="adam", init="glorot", builder="lenet300_100", stackable=True),
     # Conv-2: 3x3 64, 64, pool (`same`), dense 256-256-10: 4.3M weights, 38K conv; Adam 2e-4, 20K iterations.
     "conv2_iclr": ModelSpec(image_input=True, batch_size=60, learning_rate=2e-4, iterations=20_000,
-                            optimizer="adam", init="glorot"),
+                            optimizer="adam", init="glorot", stackable=True),
     # Conv-4: 3x3 64, 64, pool, 128, 128, pool (`same`), dense 256-256-10: 2.4M weights, 260K conv;
     # Adam 3e-4, 25K iterations.
     "conv4_iclr": ModelSpec(image_input=True, batch_size=60, learning_rate=3e-4, iterations=25_000,
-                            optimizer="adam", init="glorot"),
+                            optimizer="adam", init="glorot", stackable=True),
     # Conv-6 (ICLR only): conv4_iclr's layers plus 3x3 256, 256, pool, dense 256-256-10: conv 1.1M (the table's
     # 1.7M total is not what its layout gives: 2.26M); Adam 3e-4, 30K iterations, conv 15%.
     "conv6": ModelSpec(image_input=True, batch_size=60, learning_rate=3e-4, iterations=30_000,
-                       optimizer="adam", init="glorot", prune_rate_conv=0.15),
+                       optimizer="adam", init="glorot", prune_rate_conv=0.15, stackable=True),
 }
 # ICLR Figures 7 and 8: the same networks and settings with linear learning-rate warm-up, 20K iterations for
 # ResNet-18 (Figure 8), 10K for VGG-19 (Figure 7).
@@ -98,11 +101,6 @@ def fits(name: str, input_shape: tuple) -> str | None:
     return None
 
 
-
-_STACKABLE_ARCHITECTURES = ("lenet300_100", "conv2", "conv2_iclr", "conv4", "conv4_iclr", "conv6")
-
-
 def stackable(model: str) -> bool:
-    """Whether --parallel_trials can stack the model (lth_tf.stacked: no BatchNorm)."""
-    spec = MODELS[model]
-    return (spec.builder or model) in _STACKABLE_ARCHITECTURES
+    """Whether --parallel_trials can stack the model (lth_tf.training.stacked: no BatchNorm)."""
+    return MODELS[model].stackable
