@@ -12,8 +12,8 @@ import glob
 import json
 import os
 
-from lth_tf.experiment.files import (CURVE_COLUMNS, DamagedFileError, _csv_bytes, _npz_bytes, atomic_write, describe_error,
-                                     load_npz)
+from lth_tf.experiment.files import (CURVE_COLUMNS, DamagedFileError, _csv_bytes, _npz_bytes, atomic_write,
+                                     describe_error, load_npz)
 
 
 class PairStore:

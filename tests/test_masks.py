@@ -4,7 +4,7 @@ import pytest
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from lth_tf import pruning
+from lth_tf.pruning import masks as pruning
 
 
 def tiny_model(batchnorm=False, seed=0):

@@ -1,4 +1,5 @@
-"""--tensorboard (lth_tf.summaries): one TensorBoard run per round, holding the round's curves and sparsity.
+"""--tensorboard (lth_tf.training.summaries): one TensorBoard run per round, holding the round's curves and
+sparsity.
 
 The logged values are checked against what the store holds for the same rounds (curve.csv, masks.npz,
 result.json), so the logs cannot drift from the results they describe.
@@ -14,9 +15,11 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import config as config_lib
-from lth_tf import experiment, pruning, summaries
-from lth_tf import store as store_lib
+from lth_tf.experiment import config as config_lib
+from lth_tf.experiment import experiment
+from lth_tf.experiment import store as store_lib
+from lth_tf.pruning import masks as pruning
+from lth_tf.training import summaries
 
 ITERATIONS, EVAL_EVERY = 100, 50
 CURVE_TAGS = {"loss/train", "accuracy/train", "loss/validation", "accuracy/validation", "loss/test",

@@ -1,12 +1,17 @@
-"""Tests for lth_tf.training: masked rounds keep pruned weights exactly zero at every step (SGD with momentum,
-Adam, mixed precision), rewind exactly, reset the optimizer, reuse one traced training step across rounds,
-and several steps per execution change nothing but the speed."""
+"""Tests for lth_tf.training.trainer: masked rounds keep pruned weights exactly zero at every step (SGD with
+momentum, Adam, mixed precision), rewind exactly, reset the optimizer, reuse one traced training step across
+rounds, and several steps per execution change nothing but the speed."""
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import data, pruning, rewind, training
+from lth_tf.data.pipelines import Dataset
+from lth_tf.pruning import masks as pruning
+from lth_tf.pruning import rewind
+from lth_tf.training.schedule import TrainSpec, precision_policy
+from lth_tf.training.streams import train_stream
+from lth_tf.training.trainer import RoundTrainer
 
 FEATURES, CLASSES = 12, 3
 
@@ -19,7 +24,7 @@ def tiny():
         x = rng.normal(size=(n, FEATURES)).astype(np.float32)
         return x, (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)  # learnable labels
     (xt, yt), (xv, yv), (xs, ys) = split(240), split(40), split(40)
-    return data.Dataset("tiny", (FEATURES,), CLASSES, "random, in memory", xt, yt, xv, yv, xs, ys)
+    return Dataset("tiny", (FEATURES,), CLASSES, "random, in memory", xt, yt, xv, yv, xs, ys)
 
 
 def net(seed=0):
@@ -33,7 +38,7 @@ def net(seed=0):
 def spec(**overrides):
     settings = dict(batch_size=8, learning_rate=0.05, iterations=40, eval_every=20, momentum=0.9)
     settings.update(overrides)
-    return training.TrainSpec(**settings)
+    return TrainSpec(**settings)
 
 
 def random_masks(model, keep, seed):
@@ -67,7 +72,7 @@ class StepProbe(keras.callbacks.Callback):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_pruned_weights_stay_exactly_zero_at_every_step_and_survivors_train(tiny, optimizer):
     model = net()
-    trainer = training.RoundTrainer(model, tiny, spec(optimizer=optimizer, learning_rate=0.05 if optimizer == "sgd"
+    trainer = RoundTrainer(model, tiny, spec(optimizer=optimizer, learning_rate=0.05 if optimizer == "sgd"
                                                       else 0.01))
     start = rewind.snapshot(model)
     masks = pruning.full_masks(model)
@@ -98,7 +103,7 @@ def test_momentum_cannot_move_a_pruned_weight_without_callbacks(tiny):
     """The fast path (several steps per execution, no per-step callback): still exactly zero at the end, and
     the zero-gradient entries carry no momentum into the next round either."""
     model = net(seed=3)
-    trainer = training.RoundTrainer(model, tiny, spec(steps_per_execution=10))
+    trainer = RoundTrainer(model, tiny, spec(steps_per_execution=10))
     masks = random_masks(model, keep=0.3, seed=1)
     start = rewind.snapshot(model)
     trainer.train(start, masks)
@@ -111,7 +116,7 @@ def test_momentum_cannot_move_a_pruned_weight_without_callbacks(tiny):
 
 def test_rounds_reuse_one_traced_training_step(tiny):
     model = net(seed=4)
-    trainer = training.RoundTrainer(model, tiny, spec(steps_per_execution=10))
+    trainer = RoundTrainer(model, tiny, spec(steps_per_execution=10))
     start = rewind.snapshot(model)
     # Round 0 records late-rewind weights, so it runs one step per execution; later rounds run 10.
     first = trainer.train(start, pruning.full_masks(model), record_at=7)
@@ -128,7 +133,7 @@ def test_rounds_reuse_one_traced_training_step(tiny):
 
 def test_late_rewind_records_the_weights_after_exactly_that_many_steps(tiny):
     model = net(seed=5)
-    trainer = training.RoundTrainer(model, tiny, spec(steps_per_execution=10))
+    trainer = RoundTrainer(model, tiny, spec(steps_per_execution=10))
 
     class Capture(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -146,7 +151,7 @@ def test_steps_per_execution_gives_the_same_training(tiny):
     results = []
     for steps in (1, 10):
         model = net(seed=6)
-        trainer = training.RoundTrainer(model, tiny, spec(steps_per_execution=steps))
+        trainer = RoundTrainer(model, tiny, spec(steps_per_execution=steps))
         masks = random_masks(model, 0.4, seed=2)
         result = trainer.train(rewind.snapshot(model), masks)
         results.append((rewind.snapshot(model), result.curve))
@@ -157,67 +162,9 @@ def test_steps_per_execution_gives_the_same_training(tiny):
     np.testing.assert_allclose([p["val_loss"] for p in c10], [p["val_loss"] for p in c1], rtol=1e-4)
 
 
-def test_looping_train_function_traces_the_step_once_and_trains_as_keras_loop_does(tiny):
-    """Keras' own loop traces train_step twice per function; ours once, with the same steps and logs."""
-    results = {}
-    for which in ("keras", "looping"):
-        traces = []
-
-        class Counting(training.MaskedTrainer):
-            def train_step(self, data):
-                traces.append(1)  # Python runs this once per trace
-                return super().train_step(data)
-
-            def make_train_function(self, force=False):
-                if which == "keras":
-                    return keras.Model.make_train_function(self, force)
-                return super().make_train_function(force)
-        model = net(seed=8)
-        trainer = Counting(model)
-        trainer.compile(keras.optimizers.SGD(0.05, momentum=0.9), steps_per_execution=5, metrics=["accuracy"],
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        trainer.set_masks(random_masks(model, 0.5, seed=3))
-
-        def fit():
-            return trainer.fit(tiny.x_train, tiny.y_train, batch_size=8, epochs=2, shuffle=False, verbose=0)
-        fit()  # creates the optimizer's and metrics' variables, whose creation makes tf.function trace again
-        traces.clear()
-        trainer.make_train_function(force=True)
-        history = fit()
-        results[which] = (len(traces), rewind.snapshot(model), history.history,
-                          int(trainer._train_counter.numpy()))
-        assert int(trainer.optimizer.iterations.numpy()) == 2 * 2 * 240 // 8
-    (k_traces, k_weights, k_logs, k_steps), (l_traces, l_weights, l_logs, l_steps) = \
-        results["keras"], results["looping"]
-    assert (k_traces, l_traces) == (2, 1)
-    assert l_steps == k_steps == 2 * 240 // 8  # the counter restarts at every fit
-    for key in k_weights:
-        np.testing.assert_allclose(l_weights[key], k_weights[key], rtol=1e-6, atol=1e-7)
-    for key in k_logs:
-        np.testing.assert_allclose(l_logs[key], k_logs[key], rtol=1e-6)
-
-
-def test_early_stop_is_the_evaluation_with_minimum_validation_loss():
-    def point(iteration, val_loss, test_accuracy):
-        return {"iteration": iteration, "train_loss": 1.0, "val_loss": val_loss, "val_accuracy": 0.5,
-                "test_loss": 1.0, "test_accuracy": test_accuracy, "eval_seconds": 0.25}
-    curve = [point(100, 0.9, 0.7), point(200, 0.4, 0.8), point(300, 0.5, 0.95), point(400, 0.6, 0.9)]
-    result = training.RoundResult(curve=curve, iterations=400, seconds=3.0)
-    assert result.early_stop["iteration"] == 200  # not the best test accuracy (300), not the last (400)
-    assert result.early_stop["test_accuracy"] == 0.8
-    assert result.eval_seconds == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize("iterations,eval_every,chunk,total", [(45, 20, 20, 60), (40, 20, 20, 40), (7, 20, 7, 7),
-                                                                (1, 1, 1, 1)])
-def test_iterations_round_up_to_a_multiple_of_eval_every(iterations, eval_every, chunk, total):
-    s = spec(iterations=iterations, eval_every=eval_every)
-    assert (s.chunk, s.total_iterations) == (chunk, total)
-
-
 def test_a_round_evaluates_every_eval_every_and_trains_the_rounded_up_iterations(tiny):
     model = net(seed=7)
-    trainer = training.RoundTrainer(model, tiny, spec(iterations=45, eval_every=20))
+    trainer = RoundTrainer(model, tiny, spec(iterations=45, eval_every=20))
     result = trainer.train(rewind.snapshot(model), pruning.full_masks(model))
     assert result.iterations == 60
     assert [p["iteration"] for p in result.curve] == [20, 40, 60]
@@ -227,10 +174,10 @@ def test_a_round_evaluates_every_eval_every_and_trains_the_rounded_up_iterations
 
 def test_mixed_precision_trains_with_pruned_weights_exactly_zero(tiny):
     assert keras.mixed_precision.global_policy().name == "float32"
-    with training.precision_policy(True):
+    with precision_policy(True):
         model = net(seed=8)
         assert model.get_layer("fc1").compute_dtype == "float16"
-        trainer = training.RoundTrainer(model, tiny, spec(mixed_precision=True))
+        trainer = RoundTrainer(model, tiny, spec(mixed_precision=True))
         masks = random_masks(model, 0.5, seed=3)
         start = rewind.snapshot(model)
         probe = StepProbe(model, masks)
@@ -249,45 +196,15 @@ def test_mixed_precision_trains_with_pruned_weights_exactly_zero(tiny):
 
 
 def test_the_trainers_streams_are_train_stream_built_once(tiny):
-    trainer = training.RoundTrainer(net(), tiny, spec(batch_size=7))
+    trainer = RoundTrainer(net(), tiny, spec(batch_size=7))
     x, y = tf.constant(tiny.x_train), tf.constant(tiny.y_train)
     for key, start in ((3, 0), (3, 50), (2**32 - 5, 1)):  # data keys are 32-bit; start past one data epoch
         ours = trainer.stream(key, start_batch=start).take(40)
-        reference = training.train_stream(x, y, 7, key, start_batch=start).take(40)
+        reference = train_stream(x, y, 7, key, start_batch=start).take(40)
         for (xa, ya), (xb, yb) in zip(ours, reference):
             np.testing.assert_array_equal(xa.numpy(), xb.numpy())
             np.testing.assert_array_equal(ya.numpy(), yb.numpy())
     assert trainer._make_stream.experimental_get_tracing_count() == 1
-
-
-def test_reset_optimizer_restarts_the_dynamic_loss_scale():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    optimizer = keras.mixed_precision.LossScaleOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
-    optimizer.build(model.trainable_variables)
-    optimizer._loss_scale._current_loss_scale.assign(4.0)  # as after overflows in an earlier round
-    optimizer._loss_scale._counter.assign(7)
-    training.reset_optimizer(optimizer)
-    assert float(optimizer.loss_scale) == optimizer.initial_scale
-    assert int(optimizer._loss_scale._counter.numpy()) == 0
-
-
-def test_validation_and_test_losses_are_the_cross_entropy_without_the_weight_penalty(tiny):
-    # A large L2 penalty: were it in val_loss, the stored losses would exceed the cross-entropy by sum(model.losses).
-    inputs = keras.Input((FEATURES,))
-    x = keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(0.5), name="fc1",
-                           kernel_initializer=keras.initializers.GlorotNormal(1))(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(CLASSES, kernel_regularizer=keras.regularizers.L2(0.5),
-                                                   name="output")(x))
-    trainer = training.RoundTrainer(model, tiny, spec(iterations=20, eval_every=20, momentum=0.0))
-    result = trainer.train(rewind.snapshot(model), pruning.full_masks(model))
-    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    by_hand = {split: float(ce(y, model(x, training=False)))
-               for split, (x, y) in {"val": (tiny.x_val, tiny.y_val), "test": (tiny.x_test, tiny.y_test)}.items()}
-    penalty = float(tf.add_n(model.losses))
-    assert penalty > 0.05
-    point = result.curve[-1]
-    assert point["val_loss"] == pytest.approx(by_hand["val"], rel=1e-5)
-    assert point["test_loss"] == pytest.approx(by_hand["test"], rel=1e-5)
 
 
 class _RateProbe(keras.callbacks.Callback):
@@ -306,7 +223,7 @@ def test_late_rewound_round_trains_k_to_t_with_the_schedule_continuing_from_k(ti
     # T = 60, k = 25 (not a multiple of eval_every = 20): 35 steps, evaluations at 40 and 60 (round 0's grid),
     # learning rate 0.05 for steps 25..29 then 0.005 from the boundary at 30, a fresh optimizer.
     model = net(seed=8)
-    trainer = training.RoundTrainer(model, tiny, spec(iterations=60, eval_every=20, lr_boundaries=(30,)))
+    trainer = RoundTrainer(model, tiny, spec(iterations=60, eval_every=20, lr_boundaries=(30,)))
     trainer.train(rewind.snapshot(model), pruning.full_masks(model))  # a round 0 leaves momentum behind
     start, masks = rewind.snapshot(net(seed=9)), random_masks(model, 0.5, seed=3)
     probe = _RateProbe()
@@ -318,7 +235,7 @@ def test_late_rewound_round_trains_k_to_t_with_the_schedule_continuing_from_k(ti
     late = rewind.snapshot(model)
     # The same 35 steps by hand: a fresh trainer whose schedule drops after 5 steps, same start, same batches.
     other = net(seed=8)
-    fresh = training.RoundTrainer(other, tiny, spec(iterations=35, eval_every=35, lr_boundaries=(5,)))
+    fresh = RoundTrainer(other, tiny, spec(iterations=35, eval_every=35, lr_boundaries=(5,)))
     fresh.train(start, masks, data_key=7)
     for key, value in rewind.snapshot(other).items():
         np.testing.assert_allclose(late[key], value, rtol=1e-5, atol=1e-6)
@@ -328,7 +245,7 @@ def test_late_rewound_round_trains_k_to_t_with_the_schedule_continuing_from_k(ti
 
 def test_warmup_continues_from_k_too(tiny):
     model = net(seed=10)
-    trainer = training.RoundTrainer(model, tiny, spec(iterations=40, eval_every=20, warmup_iterations=40))
+    trainer = RoundTrainer(model, tiny, spec(iterations=40, eval_every=20, warmup_iterations=40))
     probe = _RateProbe()
     trainer.train(rewind.snapshot(model), pruning.full_masks(model), start_iteration=20, callbacks=[probe])
     np.testing.assert_allclose(probe.rates, [0.05 * (step + 1) / 40 for step in range(20, 40)], rtol=1e-6)
@@ -342,7 +259,7 @@ def test_tfmot_trainer_gives_the_masked_trainers_rounds(tiny, optimizer):
     for kind in ("masked", "tfmot"):
         model = net(seed=11)
         start = rewind.snapshot(model)
-        trainer = training.RoundTrainer(model, tiny, spec(trainer=kind, optimizer=optimizer, learning_rate=0.01))
+        trainer = RoundTrainer(model, tiny, spec(trainer=kind, optimizer=optimizer, learning_rate=0.01))
         weights = []
         for round_, keep in enumerate((1.0, 0.5)):
             masks = random_masks(model, keep, seed=round_)
