@@ -9,7 +9,7 @@ Takes the main CLI's model, data and training flags (lth_tf.main defines them) p
 --alphas, --stability_threshold and --bn_recompute. --variants here names the pair variants: lottery, reinit,
 random. For each k, the experiment with --rewind_iteration=k runs in OUTPUT_DIR/rewind_<k>/; two copies of each
 (round, variant) network train from iteration k to T with different SGD noise, and the error barrier on the
-linear path between them is measured (lth_tf.stability). Running the same command again trains nothing
+linear path between them is measured (lth_tf.experiment.stability). Running the same command again trains nothing
 finished. Tables: OUTPUT_DIR/instability.csv and OUTPUT_DIR/instability_summary.csv; figures:
 python -m lth_tf.report OUTPUT_DIR.
 """
@@ -35,7 +35,7 @@ flags.DEFINE_integer("alphas", 30, "Evenly spaced points a in [0, 1] on the path
 flags.DEFINE_float("stability_threshold", 0.02, "A network is stable when its test instability is below this.")
 flags.DEFINE_bool("bn_recompute", False, "Re-estimate BatchNorm moving statistics on 20 training batches of "
                   "--batch_size at each a (default: interpolate them linearly with the other weights; "
-                  "lth_tf.interpolation).")
+                  "lth_tf.experiment.interpolation).")
 flags.DEFINE_integer("train_subset", 10_000, "The first N training examples are the training split of the path.")
 
 

@@ -1,4 +1,4 @@
-"""Report on a results directory written by ``lth_tf.store``: figures and a Markdown summary.
+"""Report on a results directory written by ``lth_tf.experiment.store``: figures and a Markdown summary.
 
 Reads files only (no TensorFlow), so it starts fast and can run while trials are still training::
 
@@ -21,12 +21,12 @@ Figures (after Frankle & Carbin, ICLR 2019):
   accuracy.png    test accuracy at early stop vs percent of weights remaining (Figures 3 and 4)
   convergence.png, accuracy_at_convergence.png
                   fully-connected models only: the same for arXiv v1 footnote 1's convergence (moving average
-                  of test loss), the v1 paper's measure for lenet-300-100 (lth_tf.report_convergence)
+                  of test loss), the v1 paper's measure for lenet-300-100 (lth_tf.analysis.report_convergence)
   curves.png      test accuracy vs training iteration at chosen rounds (Figure 2)
   histograms.png  initial values of the surviving weights, per layer, at chosen rounds (Figure 8)
   summary.md      settings and one table per variant
   instability_*   when RESULTS_DIR holds an instability sweep's tables (lth_tf.instability): Figures 2, 3 and 5
-                  of Frankle et al. (ICML 2020) and instability.md, drawn by lth_tf.instability_report
+                  of Frankle et al. (ICML 2020) and instability.md, drawn by lth_tf.analysis.instability_report
 
 Pruning at initialization (Frankle et al., ICLR 2021). Each --pruning method writes its own directory (the
 method is part of the configuration's hash), so pass them all, IMP's and one-shot's too, for one network:

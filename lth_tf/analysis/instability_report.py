@@ -1,4 +1,4 @@
-"""Figures and a table from an instability sweep's tables (lth_tf.stability), after Frankle, Dziugaite, Roy &
+"""Figures and a table from an instability sweep's tables (lth_tf.experiment.stability), after Frankle, Dziugaite, Roy &
 Carbin, "Linear Mode Connectivity and the Lottery Ticket Hypothesis" (ICML 2020). Reads the two CSV files only;
 ``python -m lth_tf.report ROOT`` calls it when ROOT holds them.
 
@@ -9,7 +9,7 @@ Carbin, "Linear Mode Connectivity and the Lottery Ticket Hypothesis" (ICML 2020)
                               random pruning, random reinitialisation; the dense accuracy for reference (Figure 5)
   instability.md              mean [min, max] over trials per (k, variant, round)
 
-    from lth_tf import instability_report
+    from lth_tf.analysis import instability_report
     instability_report.write("results/inst", "results/inst/report", round_=3)
 """
 import os

@@ -1,11 +1,11 @@
 """The report's convergence part: arXiv v1 footnote 1's measure beside the early stop (lth_tf.report uses it).
 
-Two measures of how fast a round learns are stored for every round (lth_tf.store's results.csv):
+Two measures of how fast a round learns are stored for every round (lth_tf.experiment.store's results.csv):
   early stop    `early_stop_iteration`: the evaluation of minimum validation loss. The paper's measure for its
                 convolutional networks (arXiv v1 footnote 2, Section 3) and, in the ICLR version, for all.
   convergence   `convergence_iteration`: the moment the 1000-iteration moving average of test loss changed by
-                less than 0.001 for 1000 consecutive iterations (arXiv v1 footnote 1; lth_tf.convergence says
-                exactly how it is read). The v1 paper's measure for its fully-connected network, lenet-300-100,
+                less than 0.001 for 1000 consecutive iterations (arXiv v1 footnote 1; lth_tf.training.convergence
+                says exactly how it is read). The v1 paper's measure for its fully-connected network, lenet-300-100,
                 in Figures 2 and 3. Empty when the round did not converge.
 
 The report draws the convergence figures for the fully-connected models only, `lenet300_100` (v1) and
@@ -23,7 +23,7 @@ import numpy as np
 
 from lth_tf.training import convergence
 
-# lth_tf.specs' models without image input, repeated so that the report reads files with nothing else.
+# lth_tf.models.specs' models without image input, repeated so that the report reads files with nothing else.
 FULLY_CONNECTED = ("lenet300_100", "lenet300_100_iclr")
 EARLY_STOP = "early stop: minimum validation loss"
 CONVERGENCE = "convergence: footnote 1, moving average of test loss"
@@ -94,7 +94,7 @@ def section(summary, fmt_pct) -> list:
     lines = ["## Convergence (arXiv v1 footnote 1)", "",
              "The v1 paper's measure for its fully-connected network: the first evaluation at which the "
              "1000-iteration moving average of test loss had changed by less than 0.001 between every two "
-             "successive evaluations for 1000 iterations (the end of that stretch; lth_tf.convergence). Mean "
+             "successive evaluations for 1000 iterations (the end of that stretch; lth_tf.training.convergence). Mean "
              "[min, max] over the trials that converged; a round that never did counts as not converged.", ""]
     if not (summary["converged"] > 0).any():
         lines += ["_No round converged by this rule within its iterations (it needs at least window + span = "

@@ -22,13 +22,13 @@ A round whose result is already stored is skipped, so running the same command a
 With `pairs=PairSpec(...)` each trial then runs the instability analysis of Frankle et al. (ICML 2020) on its
 rounds (lth_tf.instability drives it over several k): for each round r and pair variant, two copies of the
 round's start network are trained from iteration k to T under one mask with different SGD noise (data order,
-augmentation), and the error along the linear path between them is measured (lth_tf.interpolation). Each copy
+augmentation), and the error along the linear path between them is measured (lth_tf.experiment.interpolation). Each copy
 and each pair's result are stored like rounds, so finished ones are never trained again.
 
 Each trial is a generator that yields the training jobs it needs next (a round; the control rounds or a pair's
 two copies, which do not depend on each other) and is sent their results. `_Group` runs --parallel_trials
 trials this way on one RoundTrainer, training the jobs of all of them that fit side by side in one stacked
-model (lth_tf.stacked); with --parallel_trials=1 each job trains alone, on the trial's own model.
+model (lth_tf.training.stacked); with --parallel_trials=1 each job trains alone, on the trial's own model.
 
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
     run(cfg, Store(cfg.results_dir()), on_event=print)
@@ -78,7 +78,7 @@ def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = N
 class _Group:
     """Runs trials side by side: each trial is a generator that yields lists of training jobs (rounds, or the
     copies of a pair) and is sent their results; the group trains compatible jobs of all its trials together
-    on one RoundTrainer, stacked (lth_tf.stacked) when --parallel_trials > 1. With one trial and width 1 this
+    on one RoundTrainer, stacked (lth_tf.training.stacked) when --parallel_trials > 1. With one trial and width 1 this
     is the sequential experiment: each job trains alone on the trial's own model."""
 
     def __init__(self, trials: list, width: int):

@@ -1,6 +1,6 @@
 """The start-up check of a results directory: damaged files are found before any work, in one line.
 
-lth_tf's own writes are atomic (store.py), so damage comes from outside: a copy cut short (rsync, scp), a
+lth_tf's own writes are atomic (files.py), so damage comes from outside: a copy cut short (rsync, scp), a
 disk or filesystem error, a hand edit. `check` reads what a resumed run relies on and raises
 store.DamagedFileError naming the first damaged file and what to do. It needs no TensorFlow and is cheap:
 

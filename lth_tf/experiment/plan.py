@@ -64,7 +64,8 @@ class PairSpec:
     variants: `lottery` (the IMP subnetwork at W_k; round 0 is the dense network), `reinit` (the round's mask, a
         fresh draw of the initialiser) and `random` (random masks with the round's per-layer counts, at W_k).
     alphas: points on the path (int: evenly spaced in [0, 1]) ; bn: "interpolate" or "recompute" (see
-    lth_tf.interpolation); train_subset: the first n training examples are the fixed training split of the path;
+    lth_tf.experiment.interpolation); train_subset: the first n training examples are the fixed training split of
+    the path;
     noise_seeds: the two copies' SGD-noise seeds (equal seeds give identical copies). They are part of a stored
         pair's identity (`matches`): other seeds train new copies and measure a new path.
     """

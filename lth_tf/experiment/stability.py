@@ -2,8 +2,8 @@
 
 For each k in `rewind_iterations` the ordinary experiment runs with --rewind_iteration=k in its own store,
 ROOT/rewind_<k>/ (IMP masks found with rewinding to k; the trial's W_k is its rewind_weights.npz), and with
-`experiment.PairSpec` each trial then trains two copies per (round, variant) from W_k to T with different SGD
-noise and measures the error barrier on the linear path between them (lth_tf.interpolation):
+`plan.PairSpec` each trial then trains two copies per (round, variant) from W_k to T with different SGD
+noise and measures the error barrier on the linear path between them (lth_tf.experiment.interpolation):
 
     instability = max_a error((1 - a) W1 + a W2) - (error(W1) + error(W2)) / 2      stable: instability < threshold
 
@@ -14,7 +14,7 @@ The tables at ROOT (a public contract), regenerated from the stores' pair result
                              instability_train, accuracy_end_points, stable
 
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=2, iterations=300).resolve()
-    stability.sweep(cfg, [0, 100], experiment.PairSpec(variants=("lottery", "random")), "results/inst")
+    stability.sweep(cfg, [0, 100], plan.PairSpec(variants=("lottery", "random")), "results/inst")
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def sweep(config: Config, rewind_iterations, pairs, root: str, on_event=None, da
           threshold: float = 0.02, lock_name: str = ".lock", stores=None) -> list:
     """Runs every unfinished round and pair for each k; writes and returns the summary rows.
 
-    on_event(k, event) receives the experiment's events (lth_tf.experiment.Event). stores: {k: Store} already
+    on_event(k, event) receives the experiment's events (lth_tf.experiment.plan.Event). stores: {k: Store} already
     opened (locked, configuration checked) by the caller, as the command line does before TensorFlow starts;
     the stores of other k are opened here with `lock_name`, one at a time."""
     from lth_tf.data import loading as data_lib

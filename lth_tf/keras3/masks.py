@@ -192,7 +192,7 @@ def full_masks(model) -> Masks:
 
 def prune(kernels_: dict, masks: Masks, rates: dict) -> Masks:
     """One iterative-pruning step: in each layer, remove `rate` of the surviving weights with the smallest
-    magnitudes (keep max(1, round(survivors * (1 - rate))), lth_tf.ranking's rule, as the tf_keras path).
+    magnitudes (keep max(1, round(survivors * (1 - rate))), lth_tf.pruning.ranking's rule, as the tf_keras path).
     The result is nested in `masks`."""
     return {name: ranking.keep_top(kernels_[name], mask, ranking.keep_count(int(mask.sum()),
                                                                             1.0 - rates.get(name, 0.0)))

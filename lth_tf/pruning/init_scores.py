@@ -42,7 +42,7 @@ mode throughout, and the model is left unchanged, moving statistics included):
 
 Levels: the methods prune to the exact weight counts IMP reaches after r rounds (`pruning.level_counts`:
 per layer, or per pool of layers sharing a rate with global scope, as IMP's global pruning pools them), using
-lth_tf.ranking's keep-count rule, so every method's round r has IMP's weight count to the weight.
+lth_tf.pruning.ranking's keep-count rule, so every method's round r has IMP's weight count to the weight.
 
 Ablations (Frankle et al. 2021, Section 5): ``shuffle`` (`shuffle_masks`: each layer's mask permuted at random,
 same count per layer), ``reinit`` (the mask kept, weights drawn afresh from the initializers: the experiment

@@ -4,7 +4,7 @@ Masks are plain data: ``{layer_name: bool array shaped like the layer's kernel}`
 the lottery-ticket way (layer-wise, prune a fraction of the *surviving* weights, never revive) and hands them to
 tfmot for application and export:
 
-    >>> from lth_tf import pruning
+    >>> from lth_tf.pruning import masks as pruning
     >>> rates = pruning.layer_rates(model, fc=0.2, conv=0.1, output=0.1)
     >>> masks = pruning.full_masks(model)                       # round 0: nothing pruned
     >>> masks = pruning.prune(pruning.kernels(model), masks, rates)   # after training: next, nested masks
@@ -79,7 +79,7 @@ def full_masks(model) -> Masks:
     return {layer.name: np.ones(layer.kernel.shape, bool) for layer in prunable_layers(model)}
 
 
-keep_count = ranking.keep_count  # re-exported: the rounding rule lives in lth_tf.ranking
+keep_count = ranking.keep_count  # re-exported: the rounding rule lives in lth_tf.pruning.ranking
 _keep_top = ranking.keep_top
 
 

@@ -1,4 +1,4 @@
-"""The magnitude-ranking rule shared by the tf_keras path (lth_tf.pruning) and the Keras 3 path
+"""The magnitude-ranking rule shared by the tf_keras path (lth_tf.pruning.masks) and the Keras 3 path
 (lth_tf.keras3): numpy only, so neither path imports the other's Keras.
 
 A layer with n surviving weights pruned at rate p keeps ``keep_count(n, 1 - p) = max(1, round(n * (1 - p)))``

@@ -10,7 +10,7 @@ From the command line, ``--tensorboard`` writes one run per (trial, variant, rou
 In your own Keras code, the same callback logs any fit (also a tfmot-wrapped model's)::
 
     model.fit(x, y, epochs=5, callbacks=[rewind, UpdatePruningStep(),
-                                         lth_tf.summaries.RoundSummaries("logs/round_1")])
+                                         lth_tf.training.summaries.RoundSummaries("logs/round_1")])
 
 Tags, written at the end of every Keras epoch (for lth_tf's trainer: every ``eval_every`` iterations), with the
 optimizer's iteration count as the step:

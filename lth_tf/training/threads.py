@@ -32,8 +32,8 @@ with different core counts, need not store the same weights and masks, even with
 the same number (1, say) on every machine removes the core count as a cause; a different processor (its
 instruction set) can still change the bits, and TensorFlow promises equal outputs only on the same hardware.
 
-Programs that train in-process (a notebook calling lth_tf.experiment.run) call `configure(model)` before
-TensorFlow's first op to get the command line's numbers.
+Programs that train in-process (a notebook calling lth_tf.experiment.experiment.run) call `configure(model)`
+before TensorFlow's first op to get the command line's numbers.
 """
 from __future__ import annotations
 

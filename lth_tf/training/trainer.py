@@ -52,7 +52,7 @@ class RoundTrainer:
     tfmot's UpdatePruningStep; the reference against which the fast masked path is tested.
 
     Given a list of networks of one architecture, it trains up to that many rounds at once as one stacked
-    Keras model (`lth_tf.stacked`, --parallel_trials): `train_many` takes one `Job` per network.
+    Keras model (`lth_tf.training.stacked`, --parallel_trials): `train_many` takes one `Job` per network.
     """
 
     def __init__(self, model, data, spec: TrainSpec):

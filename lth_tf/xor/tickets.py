@@ -176,7 +176,7 @@ def run_experiment(trials=DEFAULT_TRIALS, iterations=DEFAULT_ITERATIONS, seed=DE
     Row keys: ("scratch", hidden) and (strategy, target, criterion).  Each value
     is {"boundary": bool [trials], "zero_loss": bool [trials]}; trial i of every
     pruned row is a ticket of trial i of the ("scratch", BASE_HIDDEN) row, so
-    rows can be joined with each other (see lth_tf.xor_tables).
+    rows can be joined with each other (see lth_tf.xor.tables).
     """
     if BASE_HIDDEN not in hidden_sizes:
         raise ValueError(f"hidden_sizes must include {BASE_HIDDEN}")
