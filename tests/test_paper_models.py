@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf.data import datasets
+from lth_tf.data.datasets import DATASETS
 from lth_tf.data.pipelines import Dataset
 from lth_tf.experiment import experiment, plan
 from lth_tf.experiment import store as store_lib
@@ -185,7 +185,7 @@ def test_every_model_builds_on_its_datasets(name):
     datasets = ["mnist1d", "fashion_mnist"] if lenet else ["cifar10", "fashion_mnist"]
     for dataset in datasets:
         cfg = Config(model=name, dataset=dataset).resolve()
-        spec = datasets.DATASETS[dataset]
+        spec = DATASETS[dataset]
         model = networks.build(name, spec.input_shape, spec.num_classes, seed=0)
         assert model.output_shape == (None, spec.num_classes)
         assert set(pruning.layer_rates(model, cfg.prune_rate_fc, cfg.prune_rate_conv, cfg.prune_rate_output)) \
