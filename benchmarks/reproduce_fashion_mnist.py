@@ -161,7 +161,8 @@ def _convergence(row) -> str:
     """The round's convergence iteration, or "not converged" with how close it came: the smallest, over the
     1000-iteration spans of its curve, of the largest change of the moving average (footnote 1 asks < 0.001)."""
     import numpy as np
-    from lth_tf import convergence, report
+    from lth_tf import report
+    from lth_tf.training import convergence
 
     iteration = getattr(row, "convergence_iteration", float("nan"))
     if iteration == iteration:  # not NaN
@@ -179,7 +180,8 @@ def closest_approach(df) -> str:
     """A sentence on the rounds that did not converge by footnote 1's rule: how many, and how far from its
     tolerance their steadiest 1000 iterations were (median and range over those rounds)."""
     import numpy as np
-    from lth_tf import convergence, report
+    from lth_tf import report
+    from lth_tf.training import convergence
 
     missed, closest = 0, []
     for r in df.itertuples(index=False):

@@ -89,7 +89,7 @@ def matching_table(agg) -> str:
 
 
 def build_report(out: str, plan: Plan, trials: int) -> str:
-    from lth_tf import instability_report
+    from lth_tf.analysis import instability_report
 
     figures = common.figures_dir(out)
     parts = plan.header("Instability analysis on Fashion-MNIST", "reproduce_instability.py", trials)

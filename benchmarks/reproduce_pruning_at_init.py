@@ -40,7 +40,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import common  # noqa: E402
 from benchmarks.common import REPO, Plan, log  # noqa: E402
 
-from lth_tf.config import AT_INIT  # noqa: E402  (the five methods; config.py starts no TensorFlow)
+from lth_tf.experiment.config import AT_INIT  # noqa: E402  (the five methods; config.py starts no TensorFlow)
 
 TRIALS = 2
 ABLATION_ROUND = 2

@@ -6,14 +6,14 @@
     python -m benchmarks.throughput --overhead_only --overhead_args="--rounds=2 --epochs=2"
 
 In one process, for each model it builds three kinds of trainer on the same data and the same
-input pipeline (the one lth_tf's RoundTrainer uses: `training.train_stream` over Fashion-MNIST, or
-random 28x28x1 data with 10 classes when Fashion-MNIST is not installed, which it says):
+input pipeline (the one lth_tf's RoundTrainer uses: `lth_tf.training.streams.train_stream` over Fashion-MNIST,
+or random 28x28x1 data with 10 classes when Fashion-MNIST is not installed, which it says):
 
   (a) "keras dense": the plain model, compiled like the masked trainer (same optimizer, loss, metrics and
       steps_per_execution), trained with `model.fit`; the baseline of every ratio. A second "keras dense"
       row with Keras' default of one step per execution shows what that setting alone is worth;
-  (b) "lth_tf masked": one `training.RoundTrainer` for the model, `train(start_weights, masks)` at each
-      sparsity (uniform per layer, one-shot magnitude masks of the initial kernels); the same trainer, so
+  (b) "lth_tf masked": one `lth_tf.training.trainer.RoundTrainer` for the model, `train(start_weights, masks)` at
+      each sparsity (uniform per layer, one-shot magnitude masks of the initial kernels); the same trainer, so
       also checks that rounds at new masks run at full speed without retracing;
   (c) "tfmot naive": `prune_low_magnitude` with `ConstantSparsity(s, begin_step=0, frequency=100)` and the
       `UpdatePruningStep` callback, fitted with `model.fit` and Keras' default settings, as a Keras user
@@ -130,14 +130,14 @@ def _floats(text: str) -> list:
 
 def load_data(random_data: bool):
     """Fashion-MNIST (the real IDX files), else random data of its shape; small eval sets (not timed)."""
-    from lth_tf import data
+    from lth_tf.data import datasets, loading, pipelines
     import numpy as np
 
     dataset = None
     if not random_data:
         try:
-            dataset = data.load("fashion_mnist")
-        except data.DataError as e:
+            dataset = loading.load("fashion_mnist")
+        except datasets.DataError as e:
             print(f"benchmark: Fashion-MNIST unavailable ({e}); using random data of its shape", flush=True)
     if dataset is None:
         rng = np.random.default_rng(0)
@@ -147,10 +147,11 @@ def load_data(random_data: bool):
 
         def labels(n):
             return rng.integers(0, 10, n).astype(np.int32)
-        dataset = data.Dataset(name="random", input_shape=(28, 28, 1), num_classes=10,
-                               source="random data, 28x28x1, 10 classes (Fashion-MNIST not used)",
-                               x_train=images(55_000), y_train=labels(55_000), x_val=images(EVAL_EXAMPLES),
-                               y_val=labels(EVAL_EXAMPLES), x_test=images(EVAL_EXAMPLES), y_test=labels(EVAL_EXAMPLES))
+        dataset = pipelines.Dataset(name="random", input_shape=(28, 28, 1), num_classes=10,
+                                    source="random data, 28x28x1, 10 classes (Fashion-MNIST not used)",
+                                    x_train=images(55_000), y_train=labels(55_000), x_val=images(EVAL_EXAMPLES),
+                                    y_val=labels(EVAL_EXAMPLES), x_test=images(EVAL_EXAMPLES),
+                                    y_test=labels(EVAL_EXAMPLES))
     # Evaluation is excluded from the timing; small sets keep its wall time down.
     return dataclasses.replace(dataset, x_val=dataset.x_val[:EVAL_EXAMPLES], y_val=dataset.y_val[:EVAL_EXAMPLES],
                                x_test=dataset.x_test[:EVAL_EXAMPLES], y_test=dataset.y_test[:EVAL_EXAMPLES])
@@ -161,9 +162,9 @@ class _Stream:
 
     def __init__(self, dataset, batch_size: int, seed: int):
         import tensorflow as tf
-        from lth_tf import training
+        from lth_tf.training import streams
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self._make = getattr(training, "train_stream", None)
+        self._make = getattr(streams, "train_stream", None)
         if self._make is not None:
             with tf.device("/cpu:0"):  # as RoundTrainer does: the arrays once, gathered per batch
                 self.x, self.y = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
@@ -236,28 +237,32 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
     import numpy as np
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
-    from lth_tf import models, pruning, rewind, training
+    from lth_tf.models import networks, specs
+    from lth_tf.pruning import masks as pruning
+    from lth_tf.pruning import rewind
+    from lth_tf.training.schedule import TrainSpec, make_optimizer
+    from lth_tf.training.trainer import RoundTrainer
 
     batch = batch_size(name, args)
     epochs = args.epochs + 1  # epoch 0 is not timed
     EpochClock = _clock_class()
-    spec = training.TrainSpec(batch_size=batch, learning_rate=models.MODELS[name].learning_rate,
-                              iterations=epochs * steps, eval_every=steps, seed=0,
-                              mixed_precision=args.mixed_precision)
+    spec = TrainSpec(batch_size=batch, learning_rate=specs.MODELS[name].learning_rate,
+                     iterations=epochs * steps, eval_every=steps, seed=0,
+                     mixed_precision=args.mixed_precision)
     stream = _Stream(dataset, batch, seed=0)
 
     def build():
-        return models.build(name, dataset.input_shape, dataset.num_classes, seed=0)
+        return networks.build(name, dataset.input_shape, dataset.num_classes, seed=0)
 
     net = build()
-    trainer = training.RoundTrainer(net, dataset, spec)
+    trainer = RoundTrainer(net, dataset, spec)
     start = rewind.snapshot(net)
     kernels = pruning.kernels(net)
     spe = getattr(trainer, "steps_per_execution", 1)
 
     def compile_like_trainer(model, steps_per_execution):
         # The same optimizer, loss, metrics and steps per execution as the RoundTrainer compiles with.
-        model.compile(optimizer=training.make_optimizer(spec),
+        model.compile(optimizer=make_optimizer(spec),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
                       steps_per_execution=steps_per_execution)
         return model
@@ -316,7 +321,7 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
     # (e) "lth_tf masked xla": the same round training with the step XLA-compiled (TrainSpec.jit_compile, --xla).
     if args.xla:
         xla_net = build()
-        xla_trainer = training.RoundTrainer(xla_net, dataset, dataclasses.replace(spec, jit_compile=True))
+        xla_trainer = RoundTrainer(xla_net, dataset, dataclasses.replace(spec, jit_compile=True))
         exclude_evaluations(xla_trainer)
         masks = pruning.prune_oneshot(kernels, {layer: 1.0 - HEADLINE_SPARSITY for layer in kernels})
         configs.append(Config(name, "masked xla", HEADLINE_SPARSITY, spe,
@@ -326,7 +331,7 @@ def build_configs(name: str, dataset, args, steps: int) -> list:
     # PruneLowMagnitude wrappers (mask held fixed, UpdatePruningStep), at the tfmot sparsities.
     if args.tfmot_sparsities:
         tfmot_net = build()
-        tfmot_trainer = training.RoundTrainer(tfmot_net, dataset, dataclasses.replace(spec, trainer="tfmot"))
+        tfmot_trainer = RoundTrainer(tfmot_net, dataset, dataclasses.replace(spec, trainer="tfmot"))
         exclude_evaluations(tfmot_trainer)
         tfmot_start = rewind.snapshot(tfmot_net)
         for s in args.tfmot_sparsities:
@@ -403,12 +408,14 @@ def overhead_child(output_dir: str, flagfile: str, extra: list) -> dict:
     """
     from lth_tf import main as cli  # its flag definitions turn the flagfile into the Config main would use
     cli.FLAGS([sys.argv[0], f"--flagfile={flagfile}", *extra, f"--output_dir={output_dir}"])
-    from lth_tf import data, experiment, training
-    from lth_tf import store as store_lib
+    from lth_tf.data import loading
+    from lth_tf.experiment import experiment
+    from lth_tf.experiment import store as store_lib
+    from lth_tf.training.trainer import RoundTrainer
 
     began = time.perf_counter()
     cfg = cli.config_from_flags()
-    dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+    dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
     loaded = time.perf_counter()
     store = store_lib.Store(cfg.results_dir())
     spent = {}  # name -> [wall seconds, cpu seconds], accumulated
@@ -427,7 +434,7 @@ def overhead_child(output_dir: str, flagfile: str, extra: list) -> dict:
     for name in ("save_round", "save_backup", "clear_backup", "save_weights"):
         if hasattr(store, name):
             setattr(store, name, timed(name, getattr(store, name)))
-    training.RoundTrainer.train = timed("train", training.RoundTrainer.train)
+    RoundTrainer.train = timed("train", RoundTrainer.train)
 
     events = []
 
@@ -553,7 +560,7 @@ def main(argv=None) -> int:
         run_overhead(args, overhead_lines.append)
 
     import tensorflow as tf
-    from lth_tf import training
+    from lth_tf.training.schedule import precision_policy
     dataset = load_data(args.random_data)
     log(f"benchmark: data {dataset.source}; {os.cpu_count()} CPUs; TensorFlow {tf.__version__}; "
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
@@ -561,7 +568,7 @@ def main(argv=None) -> int:
     for name in args.models:
         steps = args.steps or (QUICK_STEPS if args.quick else DEFAULT_STEPS).get(name, 15)
         batch = batch_size(name, args)
-        with training.precision_policy(args.mixed_precision):  # models are built (and trained) inside
+        with precision_policy(args.mixed_precision):  # models are built (and trained) inside
             configs, stream, _ = build_configs(name, dataset, args, steps)
             log(f"{name} batch {batch}: {steps} steps x {args.epochs} timed epochs per call, "
                 f"{args.repeats} repeats, input {stream}" + (", mixed_float16" if args.mixed_precision else ""))

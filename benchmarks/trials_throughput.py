@@ -4,9 +4,9 @@
     python -m benchmarks.trials_throughput --repeats=1  # about 10 to 15 minutes
     python -m benchmarks.trials_throughput --quick    # N = 1, 2, 8 only, shorter rounds (a smoke run)
 
-Each measurement runs a whole experiment in a fresh child process (lth_tf.experiment.run into a fresh results
-directory; TensorFlow's start-up and the data loading happen before the clock starts, and the child sets
-TensorFlow's threads as `python -m lth_tf.main` does, lth_tf.threads: from the network, never from N)
+Each measurement runs a whole experiment in a fresh child process (lth_tf.experiment.experiment.run into a fresh
+results directory; TensorFlow's start-up and the data loading happen before the clock starts, and the child sets
+TensorFlow's threads as `python -m lth_tf.main` does, lth_tf.training.threads: from the network, never from N)
 and times it: building the models and trainers, tracing, training, evaluation and the store's writes are all
 in it, as in a real run. Rounds per hour = trials x (rounds + 1) /
 wall time. "Sequential" trains 2 trials one after the other at --parallel_trials=1 (a trial's time does not
@@ -51,7 +51,7 @@ SETUPS = {
 
 def measurements(ns, quick: bool, names=tuple(SETUPS)) -> list:
     """(label, setup, trials, parallel_trials, xla) in the order they run. The main rows use --xla=auto (off for
-    these short trials, experiment.xla_pays); lenet300_100 also runs with XLA on, for the XLA ratio."""
+    these short trials, lth_tf.experiment.plan.xla_pays); lenet300_100 also runs with XLA on, for the XLA ratio."""
     out = []
     for name in names:
         out.append((f"{name} sequential", name, 2, 1, "auto"))
@@ -65,9 +65,9 @@ def measurements(ns, quick: bool, names=tuple(SETUPS)) -> list:
 
 
 def run_one(setup: dict, trials: int, parallel: int, xla: str, dataset, quick: bool) -> dict:
-    from lth_tf import experiment
-    from lth_tf.config import Config
-    from lth_tf.store import Store
+    from lth_tf.experiment import experiment
+    from lth_tf.experiment.config import Config
+    from lth_tf.experiment.store import Store
     fields = dict(setup)
     if quick:
         fields["iterations"] = max(fields["eval_every"] // 2, fields["iterations"] // 4)
@@ -88,11 +88,11 @@ def child(label: str, ns, quick: bool, names, fashion: str | None) -> dict:
     """One measurement, in this (fresh) process."""
     _, name, trials, parallel, xla = next(m for m in measurements(ns, quick, names) if m[0] == label)
     from lth_tf import _env  # noqa: F401
-    from lth_tf import threads
+    from lth_tf.training import threads
     setup = SETUPS[name]
     threads.configure(setup["model"])  # as lth_tf.main does (never from N), before TensorFlow's first op
-    from lth_tf import data as data_lib
-    dataset = data_lib.load(setup["dataset"], fashion if setup["dataset"] == "fashion_mnist" else None)
+    from lth_tf.data import loading
+    dataset = loading.load(setup["dataset"], fashion if setup["dataset"] == "fashion_mnist" else None)
     return dict(run_one(setup, trials, parallel, xla, dataset, quick), trials=trials, parallel=parallel, xla=xla)
 
 

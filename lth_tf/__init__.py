@@ -4,19 +4,34 @@ Public API:
   RewindCallback   Keras callback: rewinds to saved early weights under the learned masks when training starts.
   prune_model      from a trained model, a tfmot-wrapped model with the next nested magnitude masks.
   snapshot / restore   weights as {"layer/weight": array}.
-  Config, run      the experiment behind `python -m lth_tf.main`.
   lth_tf.keras3    the same recipe for Keras 3 models on TensorFlow, JAX or PyTorch, without tf_keras or tfmot.
+  lth_tf.experiment.experiment.run, lth_tf.experiment.config.Config   the experiment behind `python -m lth_tf.main`.
 
 Nothing is imported here: each tf_keras module selects legacy Keras itself (lth_tf._env) when first used, so
 `import lth_tf.keras3` leaves TF_USE_LEGACY_KERAS, and so what `tf.keras` means, alone.
+
+Layout: one folder per concept; a folder imports only the folders listed before it (and lth_tf._env), never a
+later one, so there are no import circles:
+
+  models/       the paper's networks: the model registry (no TensorFlow) and the tf_keras architectures
+  data/         the dataset registry (no TensorFlow), loaders, tf.data pipelines
+  pruning/      magnitude masks and tfmot wrapping, pruning at initialization, rewinding
+  training/     one round under a fixed mask: the masked trainer, stacked trials   (imports models, data, pruning)
+  experiment/   config, the experiment loop, the results store, instability pairs  (imports the four above)
+  analysis/     tables and figures from results directories, without TensorFlow   (imports training.convergence)
+  keras3/       the Keras 3 path                               (imports pruning.ranking only; never tf_keras)
+  xor/          the XOR appendix, numpy only                   (imports nothing else of lth_tf)
+
+The command lines stay at the top, each `python -m lth_tf.<name>`: main.py, instability.py, report.py, export.py,
+launch.py (and xor/__main__.py); they may import any folder.
 """
 
 __version__ = "0.1.0"
 
 __all__ = ["RewindCallback", "prune_model", "snapshot", "restore", "__version__"]
 
-_LAZY = {"RewindCallback": "lth_tf.rewind", "restore": "lth_tf.rewind", "snapshot": "lth_tf.rewind",
-         "prune_model": "lth_tf.pruning"}
+_LAZY = {"RewindCallback": "lth_tf.pruning.rewind", "restore": "lth_tf.pruning.rewind",
+         "snapshot": "lth_tf.pruning.rewind", "prune_model": "lth_tf.pruning.masks"}
 
 
 def __getattr__(name):

@@ -7,9 +7,9 @@
   --weights=initial   the ticket at initialisation (start_weights.npz): the surviving weights at the values
                       the round started from (the initial, or late-rewound, weights), pruned entries zero.
 
-How: build the model named in config.json (lth_tf.models.build), restore the round's weights, wrap it with the
-round's masks (lth_tf.pruning.wrap: tfmot PruneLowMagnitude) and tfmot.sparsity.keras.strip_pruning it. The
-result is a plain Keras model (no tfmot needed to load it) whose pruned kernel entries are exactly zero.
+How: build the model named in config.json (lth_tf.models.networks.build), restore the round's weights, wrap it
+with the round's masks (lth_tf.pruning.masks.wrap: tfmot PruneLowMagnitude) and tfmot.sparsity.keras.strip_pruning
+it. The result is a plain Keras model (no tfmot needed to load it) whose pruned kernel entries are exactly zero.
 
 Writes to OUT (default RESULTS_DIR/export/trial_<t>_<variant>_round_<r>_<weights>):
 
@@ -43,7 +43,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from lth_tf import data, models, pruning, rewind, store as store_lib
+from lth_tf.data import datasets
+from lth_tf.experiment.files import StoreError, atomic_write, check_writable
+from lth_tf.experiment import store as store_lib
+from lth_tf.models import networks, specs
+from lth_tf.pruning import masks as pruning
+from lth_tf.pruning import rewind
 
 WEIGHTS = {"trained": "weights", "initial": "start_weights"}
 FORMATS = ("keras", "h5", "tflite")
@@ -65,12 +70,12 @@ def _check(results_dir: str, trial: int, variant: str, round_: int, weights: str
         raise ExportError(f"results directory '{results_dir}' does not exist")
     try:
         saved = store_lib.Store(results_dir).read_config()
-    except store_lib.StoreError as e:
+    except StoreError as e:
         raise ExportError(str(e)) from None
     if not saved or "config" not in saved:
         raise ExportError(f"'{results_dir}' is not an lth_tf results directory (no config.json)")
     config = saved["config"]
-    if config.get("model") not in models.MODELS or config.get("dataset") not in data.DATASETS:
+    if config.get("model") not in specs.MODELS or config.get("dataset") not in datasets.DATASETS:
         raise ExportError(f"'{results_dir}/config.json' names an unknown model or dataset "
                           f"({config.get('model')!r}, {config.get('dataset')!r})")
     store = store_lib.Store(results_dir)
@@ -93,9 +98,9 @@ def build_ticket(results_dir: str, round_: int, trial: int = 0, variant: str = "
 
 
 def _stripped(config: dict, values: dict, masks: dict):
-    spec = data.DATASETS[config["dataset"]]
+    spec = datasets.DATASETS[config["dataset"]]
     # The seed does not matter: every weight is overwritten from the stored values.
-    model = models.build(config["model"], spec.input_shape, spec.num_classes, seed=0,
+    model = networks.build(config["model"], spec.input_shape, spec.num_classes, seed=0,
                          dropout=config.get("dropout") or 0.0)
     try:
         rewind.restore(model, values, masks)
@@ -152,8 +157,8 @@ def export(results_dir: str, round_: int, trial: int = 0, variant: str = "lotter
     config = _check(results_dir, trial, variant, round_, weights)
     out = out or default_out(results_dir, trial, variant, round_, weights)
     try:
-        store_lib.check_writable(out)
-    except store_lib.StoreError as e:
+        check_writable(out)
+    except StoreError as e:
         raise ExportError(str(e)) from None
     if os.path.exists(out) and not os.path.isdir(out):
         raise ExportError(f"--out '{out}' exists and is not a directory")
@@ -180,7 +185,7 @@ def export(results_dir: str, round_: int, trial: int = 0, variant: str = "lotter
         "sparsity": {layer.name: float(np.mean(layer.kernel.numpy() == 0)) for layer in layers},
         "files": files, "sizes": sizes,
     }
-    store_lib.atomic_write(os.path.join(out, "export.json"), json.dumps(info, indent=2).encode())
+    atomic_write(os.path.join(out, "export.json"), json.dumps(info, indent=2).encode())
     return info
 
 

@@ -9,7 +9,7 @@ Takes the main CLI's model, data and training flags (lth_tf.main defines them) p
 --alphas, --stability_threshold and --bn_recompute. --variants here names the pair variants: lottery, reinit,
 random. For each k, the experiment with --rewind_iteration=k runs in OUTPUT_DIR/rewind_<k>/; two copies of each
 (round, variant) network train from iteration k to T with different SGD noise, and the error barrier on the
-linear path between them is measured (lth_tf.stability). Running the same command again trains nothing
+linear path between them is measured (lth_tf.experiment.stability). Running the same command again trains nothing
 finished. Tables: OUTPUT_DIR/instability.csv and OUTPUT_DIR/instability_summary.csv; figures:
 python -m lth_tf.report OUTPUT_DIR.
 """
@@ -24,18 +24,18 @@ import time
 from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
-from lth_tf import config as config_lib
+from lth_tf.experiment import config as config_lib
 from lth_tf import main as cli  # defines the model/data/training flags; this module adds its own
 
 FLAGS = flags.FLAGS
-PAIR_VARIANTS = ("lottery", "reinit", "random")  # = experiment.PAIR_VARIANTS (imported late: TensorFlow)
+PAIR_VARIANTS = ("lottery", "reinit", "random")  # = experiment.plan.PAIR_VARIANTS (imported late: TensorFlow)
 
 flags.DEFINE_list("rewind_iterations", ["0"], "Comma-separated iterations k the pairs start from (W_k).")
 flags.DEFINE_integer("alphas", 30, "Evenly spaced points a in [0, 1] on the path (1 - a) W1 + a W2.")
 flags.DEFINE_float("stability_threshold", 0.02, "A network is stable when its test instability is below this.")
 flags.DEFINE_bool("bn_recompute", False, "Re-estimate BatchNorm moving statistics on 20 training batches of "
                   "--batch_size at each a (default: interpolate them linearly with the other weights; "
-                  "lth_tf.interpolation).")
+                  "lth_tf.experiment.interpolation).")
 flags.DEFINE_integer("train_subset", 10_000, "The first N training examples are the training split of the path.")
 
 
@@ -110,8 +110,9 @@ class Printer(cli.Printer):
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import signals, stability, threads  # no TensorFlow: refusals come before it starts
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import files, signals, stability  # no TensorFlow: refusals come before it starts
+    from lth_tf.experiment import store as store_lib
+    from lth_tf.training import threads
 
     printer, stores = Printer(FLAGS.quiet), {}
     try:
@@ -125,7 +126,7 @@ def main(argv) -> None:
                     cfg = stability.config_for(base, k, root)
                     stores[k] = store_lib.Store(cfg.results_dir(), on_warning=cli._warn)
                     cli.open_checked(held, cfg, stores[k])
-            except (config_lib.ConfigError, store_lib.StoreError, threads.ThreadsError) as e:
+            except (config_lib.ConfigError, files.StoreError, threads.ThreadsError) as e:
                 _fail(str(e))
             _run(base, ks, variants, root, stores, printer)
     except signals.Stopped as stop:
@@ -136,20 +137,20 @@ def main(argv) -> None:
 
 def _run(base, ks, variants, root, stores, printer) -> None:
     """The part that needs TensorFlow; every k's store is open and its trials are locked."""
-    from lth_tf import stability
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import files, stability
     logging.set_verbosity(logging.ERROR)
-    from lth_tf import data, distribute, experiment  # starts TensorFlow
-    from lth_tf import threads
+    from lth_tf.data import datasets, loading  # starts TensorFlow
+    from lth_tf.experiment import distribute, plan
+    from lth_tf.training import threads
     threads.configure(base.model)  # before any TensorFlow op; never depends on N
 
     if base.deterministic:
         distribute.enable_determinism(base.seed)
-    pairs = experiment.PairSpec(variants=variants, alphas=FLAGS.alphas,
+    pairs = plan.PairSpec(variants=variants, alphas=FLAGS.alphas,
                                 bn="recompute" if FLAGS.bn_recompute else "interpolate",
                                 train_subset=FLAGS.train_subset)
     try:
-        dataset = data.load(base.dataset, base.data_dir, seed=base.seed)
+        dataset = loading.load(base.dataset, base.data_dir, seed=base.seed)
         print(f"lth_tf.instability: {base.model} on {base.dataset} ({dataset.source}), k in {ks}, {base.rounds} "
               f"rounds x {base.round_iterations} iterations, trials {base.trial_ids()}, variants "
               f"{','.join(variants)}, {FLAGS.alphas} alphas, BatchNorm {pairs.bn}; results in {root}", flush=True)
@@ -159,7 +160,7 @@ def _run(base, ks, variants, root, stores, printer) -> None:
         print(f"lth_tf.instability: done in {time.perf_counter() - printer.began:.1f}s; {stable} of {len(rows)} "
               f"pairs stable (test instability < {FLAGS.stability_threshold}); tables: {root}/instability.csv, "
               f"{root}/instability_summary.csv", flush=True)
-    except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
+    except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
 
 

@@ -13,8 +13,8 @@ import time
 from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
-from lth_tf import config as config_lib
-from lth_tf import specs
+from lth_tf.experiment import config as config_lib
+from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
 D = config_lib.Config  # defaults come from one place
@@ -180,10 +180,9 @@ def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> 
     lock (a --trial_index run started beside a full run is refused at once, not when the full run reaches its
     trial), and the damaged-file check. The locks stay held until `held` closes. A non-chief worker only reads
     the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
-    from lth_tf import integrity  # no TensorFlow
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import files, integrity  # no TensorFlow
     if not chief:
-        store_lib.check_writable(store.root)
+        files.check_writable(store.root)
         store.check_compatible(cfg.identity_hash(), cfg.identity())
         return
     lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
@@ -196,8 +195,9 @@ def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> 
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf import signals, threads  # no TensorFlow: refusals come before it starts
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import files, signals  # no TensorFlow: refusals come before it starts
+    from lth_tf.experiment import store as store_lib
+    from lth_tf.training import threads
 
     printer, store = Printer(FLAGS.quiet), None
     try:
@@ -208,7 +208,7 @@ def main(argv) -> None:
                 chief = _writes_results(cfg.strategy)
                 store = store_lib.Store(cfg.results_dir(), on_warning=_warn)
                 open_checked(held, cfg, store, chief)
-            except (config_lib.ConfigError, store_lib.StoreError, threads.ThreadsError) as e:
+            except (config_lib.ConfigError, files.StoreError, threads.ThreadsError) as e:
                 _fail(str(e))
             _run(cfg, store, chief, printer)
     except signals.Stopped as stop:
@@ -218,12 +218,13 @@ def main(argv) -> None:
 
 def _run(cfg, store, chief: bool, printer) -> None:
     """The part that needs TensorFlow; the chief's store is open and its trials are locked."""
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import files
     results_dir = store.root
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
-    from lth_tf import data, distribute, experiment  # starts TensorFlow
+    from lth_tf.data import datasets, loading  # starts TensorFlow
+    from lth_tf.experiment import distribute, experiment
 
-    from lth_tf import threads
+    from lth_tf.training import threads
     threads.configure(cfg.model)  # before any TensorFlow op, like the strategies below; never depends on N
     try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
         strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
@@ -233,7 +234,7 @@ def _run(cfg, store, chief: bool, printer) -> None:
         _fail(str(e))
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
-        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+        dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
@@ -251,7 +252,7 @@ def _run(cfg, store, chief: bool, printer) -> None:
                 experiment.run(cfg, worker_store, on_event=printer, dataset=dataset, strategy=strategy)
         print(f"lth_tf: done in {time.perf_counter() - printer.began:.1f}s; table: {results_dir}/results.csv",
               flush=True)
-    except (config_lib.ConfigError, data.DataError, store_lib.StoreError) as e:
+    except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
 
 

@@ -44,7 +44,9 @@ def test_every_test_file_has_a_py_test(targets):
 
 def test_every_entry_point_has_a_py_binary(targets):
     for name in ENTRY_POINTS:
-        exists = os.path.exists(os.path.join(REPO, "lth_tf", name + ".py"))
+        # A module lth_tf/<name>.py, or a package lth_tf/<name>/ run by its __main__.py (lth_tf.xor).
+        paths = ([name + ".py"], [name, "__main__.py"])
+        exists = any(os.path.exists(os.path.join(REPO, "lth_tf", *path)) for path in paths)
         assert (targets.get("//:" + name) == "py_binary") == exists, f"//:{name} vs lth_tf/{name}.py"
 
 

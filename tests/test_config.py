@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from lth_tf.config import Config, ConfigError
+from lth_tf.experiment.config import Config, ConfigError
 
 
 def test_paper_defaults_per_model():
@@ -50,7 +50,7 @@ def test_bad_input_is_one_clear_line(kwargs, message):
 def test_validation_does_not_import_tensorflow():
     # main.py relies on this to refuse bad input before TensorFlow starts (and prints its start-up lines).
     import subprocess
-    code = ("import sys; from lth_tf.config import Config\n"
+    code = ("import sys; from lth_tf.experiment.config import Config\n"
             "Config(model='conv2', dataset='cifar10').resolve()\n"
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

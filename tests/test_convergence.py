@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lth_tf import convergence
+from lth_tf.training import convergence
 
 GRID = list(range(100, 5001, 100))
 

@@ -8,9 +8,12 @@ import os
 
 import pytest
 
-from lth_tf import convergence, data, experiment, store as store_lib
-from lth_tf.config import Config
-from lth_tf.store import Store
+from lth_tf.data import loading
+from lth_tf.experiment import experiment
+from lth_tf.experiment import store as store_lib
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.store import Store
+from lth_tf.training import convergence
 
 OLD_COLUMNS = ["trial", "variant", "round", "pruning", "weights_remaining", "early_stop_iteration",
                "test_accuracy_at_early_stop", "val_loss_at_early_stop", "test_accuracy", "test_loss",
@@ -20,7 +23,7 @@ NEW = ["convergence_iteration", "test_accuracy_at_convergence"]
 
 @pytest.fixture(scope="module")
 def mnist1d():
-    return data.load("mnist1d")
+    return loading.load("mnist1d")
 
 
 @pytest.fixture

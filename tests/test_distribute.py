@@ -1,5 +1,5 @@
-"""Tests for lth_tf.distribute: TF_CONFIG and chief detection, the non-chief WorkerStore, the TPU refusal, and
-MirroredStrategy over 2 logical CPU devices giving the same masks and weights as one device.
+"""Tests for lth_tf.experiment.distribute: TF_CONFIG and chief detection, the non-chief WorkerStore, the TPU refusal,
+and MirroredStrategy over 2 logical CPU devices giving the same masks and weights as one device.
 
 Logical devices must be configured before TensorFlow initialises, so strategy runs happen in subprocesses
 (`python -m lth_tf.main`, or a small script that splits the CPU and then runs lth_tf.main).
@@ -13,8 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from lth_tf import distribute
-from lth_tf.store import Store
+from lth_tf.experiment import distribute
+from lth_tf.experiment.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=2", "--iterations=40", "--eval_every=20", "--quiet"]
@@ -145,17 +145,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     # Splits the CPU into 2 logical devices (before TensorFlow starts), then runs lth_tf.main. At exit it
     # reports which of the first round trainer's variables are distributed (mirrored) variables.
     import atexit, sys
-    from lth_tf import distribute
+    from lth_tf.experiment import distribute
     distribute.configure_cpu_devices(2)
     import tensorflow as tf
-    from lth_tf import main, pruning, training
+    from lth_tf import main
+    from lth_tf.pruning import masks as pruning
+    from lth_tf.training.trainer import RoundTrainer
 
     made = []
-    original = training.RoundTrainer.__init__
+    original = RoundTrainer.__init__
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         made.append(self)
-    training.RoundTrainer.__init__ = init
+    RoundTrainer.__init__ = init
 
     def report():
         t = made[0].trainer

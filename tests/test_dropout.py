@@ -5,7 +5,14 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import data, dropout, models, pruning, rewind, training
+from lth_tf.data.pipelines import Dataset
+from lth_tf.models import networks
+from lth_tf.pruning import masks as pruning
+from lth_tf.pruning import rewind
+from lth_tf.training import dropout
+from lth_tf.training.backup import BackupSlot
+from lth_tf.training.schedule import TrainSpec
+from lth_tf.training.trainer import RoundTrainer
 
 
 def dropped(model, key, step, x, variables):
@@ -41,24 +48,24 @@ def tiny_data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 40)).astype(np.float32)
     y = (x[:, :10].argmax(axis=1)).astype(np.int32)
-    return data.Dataset("tiny", (40,), 10, "synthetic", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
+    return Dataset("tiny", (40,), 10, "synthetic", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
 
 
 def train_round(dataset, spec, load=None, start_iteration=0):
     """One round of lenet300_100 with dropout 0.3 by a trainer built from scratch; returns (weights, curve, saved)."""
     saved = []
-    model = models.build("lenet300_100", dataset.input_shape, 10, seed=0, dropout=0.3)
-    trainer = training.RoundTrainer(model, dataset, spec)
+    model = networks.build("lenet300_100", dataset.input_shape, 10, seed=0, dropout=0.3)
+    trainer = RoundTrainer(model, dataset, spec)
     start = rewind.snapshot(model)
     result = trainer.train(start, pruning.full_masks(model), data_key=99, start_iteration=start_iteration,
-                           backup=training.BackupSlot(load=lambda: load, save=saved.append))
+                           backup=BackupSlot(load=lambda: load, save=saved.append))
     return rewind.snapshot(model), result, saved
 
 
 @pytest.mark.parametrize("start_iteration", [0, 10])  # 10: a late-rewound round (iterations 10..40)
 def test_a_round_resumed_by_a_fresh_trainer_equals_the_uninterrupted_round(start_iteration):
     dataset = tiny_data()
-    spec = training.TrainSpec(batch_size=20, learning_rate=0.05, iterations=40, eval_every=10, momentum=0.9, seed=1)
+    spec = TrainSpec(batch_size=20, learning_rate=0.05, iterations=40, eval_every=10, momentum=0.9, seed=1)
     whole, result, saved = train_round(dataset, spec, start_iteration=start_iteration)
     assert len(saved) == 3 - start_iteration // 10  # after every evaluation but the last
     keras.utils.set_random_seed(1234)  # whatever global random state the resuming process has

@@ -6,14 +6,15 @@ import os
 import numpy as np
 import pytest
 
-from lth_tf import data, experiment
-from lth_tf.config import Config
-from lth_tf.store import Store
+from lth_tf.data import loading
+from lth_tf.experiment import experiment
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.store import Store
 
 
 @pytest.fixture(scope="module")
 def mnist1d():
-    return data.load("mnist1d")
+    return loading.load("mnist1d")
 
 
 def run(path, dataset, **overrides):

@@ -15,9 +15,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import config as config_lib
-from lth_tf import data, experiment, export, pruning
-from lth_tf import store as store_lib
+from lth_tf import export
+from lth_tf.data import loading
+from lth_tf.experiment import config as config_lib
+from lth_tf.experiment import experiment
+from lth_tf.experiment import store as store_lib
+from lth_tf.pruning import masks as pruning
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,7 +89,7 @@ def test_exported_model_holds_the_rounds_trained_weights_with_exactly_the_masks_
 def test_tflite_predicts_what_the_keras_model_predicts(cli_export):
     _, out = cli_export
     model = keras.models.load_model(os.path.join(out, "ticket.keras"), compile=False)
-    x = data.load("mnist1d").x_test[:8]
+    x = loading.load("mnist1d").x_test[:8]
     expected = model.predict(x, verbose=0)
     assert np.std(expected) > 0.1  # a trained network, not a constant
     np.testing.assert_allclose(_tflite_predict(os.path.join(out, "ticket.tflite"), x), expected, atol=1e-4)

@@ -6,7 +6,8 @@ from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import init_scores, pruning
+from lth_tf.pruning import init_scores
+from lth_tf.pruning import masks as pruning
 
 
 def two_layer(activation="relu", dtype="float32", use_bias=True, seed=0, inputs=4, hidden=3, classes=2):

@@ -10,23 +10,26 @@ import sys
 import numpy as np
 import pytest
 
-from lth_tf import data, experiment, interpolation, models, rewind, stability
-from lth_tf.config import Config
-from lth_tf.store import Store
+from lth_tf.data import loading
+from lth_tf.experiment import interpolation, plan, stability
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.store import Store
+from lth_tf.models import networks
+from lth_tf.pruning import rewind
 
 SETTINGS = dict(model="lenet300_100", dataset="mnist1d", rounds=1, iterations=40, eval_every=20)
 
 
 @pytest.fixture(scope="module")
 def mnist1d():
-    return data.load("mnist1d")
+    return loading.load("mnist1d")
 
 
 def sweep(root, dataset, ks, **pair_settings):
     spec = dict(variants=("lottery", "random", "reinit"), alphas=3, train_subset=200)
     spec.update(pair_settings)
     events = []
-    rows = stability.sweep(Config(**SETTINGS).resolve(), ks, experiment.PairSpec(**spec), str(root),
+    rows = stability.sweep(Config(**SETTINGS).resolve(), ks, plan.PairSpec(**spec), str(root),
                            on_event=lambda k, e: events.append((k, e)), dataset=dataset)
     return rows, events
 
@@ -78,7 +81,7 @@ def test_copies_differ_start_from_w_k_and_keep_pruned_weights_zero(finished, mni
 
 
 def _pair_masks(store, variant):
-    from lth_tf.store import load_npz
+    from lth_tf.experiment.files import load_npz
     return load_npz(os.path.join(store.pair_dir(0, variant, 1), "masks.npz"))
 
 
@@ -87,7 +90,7 @@ def test_path_end_points_are_the_copies_own_errors_and_the_barrier_is_the_formul
     store = Store(stability.store_dir(root, 20))
     result = store.load_pair(0, "lottery", 1)
     masks = _pair_masks(store, "lottery")
-    model = models.build("lenet300_100", mnist1d.input_shape, mnist1d.num_classes)
+    model = networks.build("lenet300_100", mnist1d.input_shape, mnist1d.num_classes)
     for i, end in ((0, 0), (1, -1)):
         copy = store.load_copy(0, "lottery", 1, i)
         rewind.restore(model, copy["weights"], masks={})
@@ -130,10 +133,10 @@ def test_other_noise_seeds_train_new_copies_and_a_result_without_seeds_resumes(t
     _, events = sweep(tmp_path, mnist1d, [20], variants=("lottery",), noise_seeds=(3, 4))
     assert sorted(trained(events)) == sorted((20, f"lottery/copy{i}", r) for r in (0, 1) for i in (0, 1))
     assert len([e for _, e in events if e.kind == "pair"]) == 2
-    trial_seed = Config(**SETTINGS).seed * 1000 + 0  # experiment._Trial's seed of trial 0
+    trial_seed = Config(**SETTINGS).seed * 1000 + 0  # experiment.experiment._Trial's seed of trial 0
     for r in (0, 1):
         keys = [store.load_copy(0, "lottery", r, i)["row"]["data_key"] for i in (0, 1)]
-        assert keys == [experiment.pair_key(trial_seed, r, s) for s in (3, 4)]
+        assert keys == [plan.pair_key(trial_seed, r, s) for s in (3, 4)]
         assert store.load_pair(0, "lottery", r)["noise_seeds"] == [3, 4]
     _, events = sweep(tmp_path, mnist1d, [20], variants=("lottery",), noise_seeds=(3, 4))
     assert trained(events) == [] and len([e for _, e in events if e.kind == "pair_skip"]) == 2
@@ -193,7 +196,7 @@ def test_report_draws_the_three_figures_from_the_tables(finished, tmp_path):
 
 
 REFUSED = ("import atexit, sys\n"
-           "atexit.register(lambda: print('imported:', ' '.join(m for m in ('tensorflow', 'lth_tf.data')\n"
+           "atexit.register(lambda: print('imported:', ' '.join(m for m in ('tensorflow', 'lth_tf.data.loading')\n"
            "                                                   if m in sys.modules), flush=True))\n"
            "from lth_tf import instability\ninstability.run()\n")
 
@@ -231,7 +234,8 @@ def test_a_held_directory_or_a_changed_configuration_is_refused_in_one_line_befo
 
 def test_a_stop_names_the_kept_backup_of_the_copy_being_trained(tmp_path):
     import signal
-    from lth_tf import main as cli, signals
+    from lth_tf import main as cli
+    from lth_tf.experiment import signals
     store = Store(str(tmp_path))
     store.save_backup(0, "random", 2, {"meta": np.array('{"iteration": 30}')}, copy=1)
     stop = signals.Stopped(signal.SIGTERM)

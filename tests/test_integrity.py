@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from lth_tf import integrity
-from lth_tf.config import Config
-from lth_tf.store import DamagedFileError, Store
+from lth_tf.experiment import integrity
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.files import DamagedFileError
+from lth_tf.experiment.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=1", "--iterations=30", "--eval_every=15"]
@@ -198,7 +199,7 @@ def test_a_damaged_pair_file_is_named_with_what_to_do_and_never_trained_over(tmp
 
 
 def test_the_instability_command_refuses_a_damaged_pair_in_one_line_before_tensorflow(tmp_path):
-    from lth_tf import stability
+    from lth_tf.experiment import stability
     root = tmp_path / "inst"
     cfg = stability.config_for(Config(model="lenet300_100", dataset="mnist1d", rounds=1, iterations=30,
                                       eval_every=15).resolve(), 0, str(root))

@@ -1,8 +1,9 @@
-"""lth_tf.interpolation: the path between two networks and its error barrier, against hand computations."""
+"""lth_tf.experiment.interpolation: the path between two networks and its error barrier, against hand computations."""
 import numpy as np
 import pytest
 
-from lth_tf import interpolation, rewind
+from lth_tf.experiment import interpolation
+from lth_tf.pruning import rewind
 
 import tf_keras as keras
 

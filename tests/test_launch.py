@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from lth_tf import launch
-from lth_tf.store import Store
+from lth_tf.experiment.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=2", "--iterations=40", "--eval_every=20", "--quiet"]
@@ -88,7 +88,7 @@ def test_cli_refuses_another_strategy_in_one_line():
 
 
 def test_generated_tf_configs_parse_and_name_worker_0_the_chief():
-    from lth_tf import distribute
+    from lth_tf.experiment import distribute
     configs = launch.tf_configs(2)
     chiefs = [distribute.is_chief("multi_worker", {"TF_CONFIG": json.dumps(c)}) for c in configs]
     assert chiefs == [True, False]

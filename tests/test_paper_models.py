@@ -19,9 +19,13 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf import data as data_lib
-from lth_tf import experiment, models, pruning, store as store_lib
-from lth_tf.config import Config
+from lth_tf.data.datasets import DATASETS
+from lth_tf.data.pipelines import Dataset
+from lth_tf.experiment import experiment, plan
+from lth_tf.experiment import store as store_lib
+from lth_tf.experiment.config import Config
+from lth_tf.models import networks, specs
+from lth_tf.pruning import masks as pruning
 
 CIFAR, MNIST = (32, 32, 3), (28, 28, 1)
 
@@ -53,14 +57,14 @@ def counts(model):
 
 
 def test_every_base_model_has_its_count():
-    bases = {spec.builder or name for name, spec in models.MODELS.items()} | {"lenet300_100_iclr"}
+    bases = {spec.builder or name for name, spec in specs.MODELS.items()} | {"lenet300_100_iclr"}
     assert bases <= {c[0] for c in PAPER_COUNTS}
 
 
 @pytest.mark.parametrize("name,shape,total,conv,paper_total,paper_conv", PAPER_COUNTS,
                          ids=[c[0] for c in PAPER_COUNTS])
 def test_prunable_weights_match_the_paper(name, shape, total, conv, paper_total, paper_conv):
-    model = models.build(name, shape, 10, seed=0)
+    model = networks.build(name, shape, 10, seed=0)
     assert model.output_shape == (None, 10)
     assert counts(model) == (total, conv)
     # The paper's figures agree with the layout to the precision they are printed at (1.755M is its "1.75M").
@@ -71,15 +75,15 @@ def test_prunable_weights_match_the_paper(name, shape, total, conv, paper_total,
 
 
 def test_conv4_is_valid_and_refuses_small_images():
-    model = models.build("conv4", CIFAR, 10)
+    model = networks.build("conv4", CIFAR, 10)
     assert [l.padding for l in model.layers if isinstance(l, keras.layers.Conv2D)] == ["valid"] * 4
     assert model.get_layer("fc1").kernel.shape == (3200, 256)
     assert model.get_layer("pool2").output_shape == (None, 5, 5, 128)
-    assert models.build("conv4_iclr", CIFAR, 10).get_layer("fc1").kernel.shape == (8192, 256)
-    models.build("conv4", (16, 16, 1), 10)  # the smallest image with a pixel left after the last pool
+    assert networks.build("conv4_iclr", CIFAR, 10).get_layer("fc1").kernel.shape == (8192, 256)
+    networks.build("conv4", (16, 16, 1), 10)  # the smallest image with a pixel left after the last pool
     with pytest.raises(ValueError, match="at least 16x16 pixels"):
-        models.build("conv4", (15, 15, 1), 10)
-    assert models.fits("conv4_iclr", (15, 15, 1)) is None
+        networks.build("conv4", (15, 15, 1), 10)
+    assert specs.fits("conv4_iclr", (15, 15, 1)) is None
 
 
 # Normal Xavier: arXiv v1 Figure 1 for Conv-4 and Resnet-18, lth_tf's choice for VGG-19, ICLR Figure 2 for all.
@@ -90,7 +94,7 @@ TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated at +-2
 @pytest.mark.parametrize("name", GLOROT + ["lenet300_100", "conv2"])
 def test_initialisers_are_the_papers(name):
     """Glorot normal truncated at two standard deviations (or, for v1's Lenet and Conv-2, normal std 0.1)."""
-    model = models.build(name, MNIST if name.startswith("lenet") else CIFAR, 10, seed=1)
+    model = networks.build(name, MNIST if name.startswith("lenet") else CIFAR, 10, seed=1)
     layers = pruning.prunable_layers(model)
     assert layers
     for layer in layers:
@@ -114,8 +118,8 @@ def test_initialisers_are_the_papers(name):
 @pytest.mark.parametrize("name", ["resnet18", "vgg19_warmup"])
 def test_weight_decay_gradient_is_the_papers(name):
     """Weight decay 1e-4 means a decay gradient of 1e-4 * w on every kernel (not Keras L2(1e-4)'s 2e-4 * w)."""
-    model = models.build(name, CIFAR, 10, seed=0)
-    decay = models.MODELS[name].weight_decay
+    model = networks.build(name, CIFAR, 10, seed=0)
+    decay = specs.MODELS[name].weight_decay
     assert decay == 1e-4
     kernels = [layer.kernel for layer in pruning.prunable_layers(model)]
     with tf.GradientTape() as tape:
@@ -129,10 +133,10 @@ def test_weight_decay_gradient_is_the_papers(name):
 
 
 def test_weight_decay_comes_from_the_spec(monkeypatch):
-    assert not models.build("lenet300_100", MNIST, 10).losses  # weight_decay 0: no penalty at all
-    monkeypatch.setitem(models.MODELS, "lenet300_100",
-                        dataclasses.replace(models.MODELS["lenet300_100"], weight_decay=3e-4))
-    model = models.build("lenet300_100", MNIST, 10)
+    assert not networks.build("lenet300_100", MNIST, 10).losses  # weight_decay 0: no penalty at all
+    monkeypatch.setitem(specs.MODELS, "lenet300_100",
+                        dataclasses.replace(specs.MODELS["lenet300_100"], weight_decay=3e-4))
+    model = networks.build("lenet300_100", MNIST, 10)
     kernel = model.get_layer("fc2").kernel
     with tf.GradientTape() as tape:
         penalty = tf.add_n(model.losses)
@@ -159,7 +163,7 @@ TRAINING_LENGTHS = [
 def test_default_training_length(name, dataset, epochs, iterations):
     cfg = Config(model=name, dataset=dataset).resolve()
     assert (cfg.epochs, cfg.round_iterations) == (epochs, iterations)
-    spec = models.MODELS[name]
+    spec = specs.MODELS[name]
     if spec.lr_boundaries:
         assert spec.lr_boundaries[-1] < iterations
     # Flags still win.
@@ -168,21 +172,21 @@ def test_default_training_length(name, dataset, epochs, iterations):
 
 
 def test_every_spec_has_a_training_length():
-    assert {n for n, s in models.MODELS.items() if s.epochs is None and s.iterations is None} == set()
-    assert {t[0] for t in TRAINING_LENGTHS} | {"vgg19_warmup"} == set(models.MODELS)
+    assert {n for n, s in specs.MODELS.items() if s.epochs is None and s.iterations is None} == set()
+    assert {t[0] for t in TRAINING_LENGTHS} | {"vgg19_warmup"} == set(specs.MODELS)
     # Figure 1 of arXiv v1 gives epochs; everything else (ICLR Figure 2, VGG-19) gives iterations.
-    assert {n: s.epochs for n, s in models.MODELS.items() if s.epochs is not None} == {
+    assert {n: s.epochs for n, s in specs.MODELS.items() if s.epochs is not None} == {
         "lenet300_100": 50, "conv2": 30, "conv4": 20, "resnet18": 85, "resnet18_warmup": 85}
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.parametrize("name", sorted(specs.MODELS))
 def test_every_model_builds_on_its_datasets(name):
     lenet = name.startswith("lenet")
     datasets = ["mnist1d", "fashion_mnist"] if lenet else ["cifar10", "fashion_mnist"]
     for dataset in datasets:
         cfg = Config(model=name, dataset=dataset).resolve()
-        spec = data_lib.DATASETS[dataset]
-        model = models.build(name, spec.input_shape, spec.num_classes, seed=0)
+        spec = DATASETS[dataset]
+        model = networks.build(name, spec.input_shape, spec.num_classes, seed=0)
         assert model.output_shape == (None, spec.num_classes)
         assert set(pruning.layer_rates(model, cfg.prune_rate_fc, cfg.prune_rate_conv, cfg.prune_rate_output)) \
             == {layer.name for layer in pruning.prunable_layers(model)}
@@ -192,7 +196,7 @@ def test_every_model_builds_on_its_datasets(name):
 
 
 def test_models_are_a_function_of_their_seed():
-    a, b, c = (pruning.kernels(models.build("conv4", CIFAR, 10, seed=s)) for s in (3, 3, 4))
+    a, b, c = (pruning.kernels(networks.build("conv4", CIFAR, 10, seed=s)) for s in (3, 3, 4))
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
         assert not np.allclose(a[name], c[name])
@@ -214,7 +218,7 @@ def test_paper_defaults_per_model():
     iclr = {"lenet300_100_iclr": (1.2e-3, 50_000), "conv2_iclr": (2e-4, 20_000), "conv4_iclr": (3e-4, 25_000),
             "conv6": (3e-4, 30_000)}
     for name, (rate, iterations) in iclr.items():
-        spec = models.MODELS[name]
+        spec = specs.MODELS[name]
         assert (spec.optimizer, spec.batch_size, spec.learning_rate, spec.iterations) == ("adam", 60, rate, iterations)
         assert (spec.init, spec.weight_decay, spec.momentum) == ("glorot", 0.0, 0.0)
         cfg = Config(model=name, dataset="mnist" if name.startswith("lenet") else "cifar10").resolve()
@@ -223,33 +227,33 @@ def test_paper_defaults_per_model():
     for name in ("lenet300_100", "conv2", "conv4", "resnet18", "vgg19"):
         assert Config(model=name, dataset="cifar10" if name != "lenet300_100" else "mnist").resolve().optimizer \
             == "sgd"
-    assert models.MODELS["lenet300_100_iclr"].builder == "lenet300_100"  # the same network as v1's Lenet
+    assert specs.MODELS["lenet300_100_iclr"].builder == "lenet300_100"  # the same network as v1's Lenet
     # ResNet-18 and VGG-19: SGD with momentum, 10x drops, warm-up only in the *_warmup variants (Figures 7, 8).
     for name, warmup in (("resnet18", 0), ("resnet18_warmup", 20_000), ("vgg19", 0), ("vgg19_warmup", 10_000)):
         cfg = Config(model=name, dataset="cifar10").resolve()
-        spec = experiment.train_spec(cfg, 0)
+        spec = plan.train_spec(cfg, 0)
         assert spec.warmup_iterations == warmup
         assert (spec.optimizer, spec.momentum, spec.learning_rate) == ("sgd", 0.9, 0.1)
         assert len(spec.lr_boundaries) == 2 and spec.augment
     assert Config(model="resnet18", dataset="cifar10", learning_rate=0.01).resolve().learning_rate == 0.01
     # Variants share the architecture (and so the count) of their base model.
-    assert counts(models.build("vgg19_warmup", CIFAR, 10)) == counts(models.build("vgg19", CIFAR, 10))
+    assert counts(networks.build("vgg19_warmup", CIFAR, 10)) == counts(networks.build("vgg19", CIFAR, 10))
 
 
 @pytest.mark.parametrize("name", ["vgg19", "vgg19_warmup"])
 def test_vgg19_trains_the_iclr_schedule(name):
     """ICLR Section 4: VGG-19 trains 160 epochs = 112,480 iterations at batch 64 (703 iterations per epoch of
     45,000 images), the learning rate dropped 10x at epochs 80 and 120, i.e. at iterations 56,240 and 84,360."""
-    from lth_tf import training
+    from lth_tf.training.schedule import make_optimizer
 
     epoch = 45_000 // 64
     assert (epoch, 160 * epoch) == (703, 112_480)
-    spec = models.MODELS[name]
+    spec = specs.MODELS[name]
     assert (spec.iterations, spec.lr_boundaries, spec.batch_size) == (160 * epoch, (80 * epoch, 120 * epoch), 64)
     cfg = Config(model=name, dataset="cifar10", iterations=112_480, eval_every=epoch).resolve()
-    train = experiment.train_spec(cfg, 0)
+    train = plan.train_spec(cfg, 0)
     assert train.total_iterations == 112_480
-    schedule = training.make_optimizer(train)._learning_rate  # the schedule the optimizer reads at each step
+    schedule = make_optimizer(train)._learning_rate  # the schedule the optimizer reads at each step
     steps = (spec.warmup_iterations, 56_239, 56_240, 84_359, 84_360, 112_479)
     rates = [float(schedule(tf.constant(step, tf.int64))) for step in steps]
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
@@ -258,8 +262,8 @@ def test_vgg19_trains_the_iclr_schedule(name):
 @pytest.mark.parametrize("name", ["conv2", "conv4", "lenet300_100", "conv2_iclr", "conv4_iclr", "conv6"])
 def test_dropout_adds_dropout_layers(name):
     shape = MNIST
-    plain = models.build(name, shape, 10, seed=0)
-    dropped = models.build(name, shape, 10, seed=0, dropout=0.5)
+    plain = networks.build(name, shape, 10, seed=0)
+    dropped = networks.build(name, shape, 10, seed=0, dropout=0.5)
     assert not [l for l in plain.layers if isinstance(l, keras.layers.Dropout)]
     drops = [l for l in dropped.layers if isinstance(l, keras.layers.Dropout)]
     assert len(drops) == 2 and all(l.rate == 0.5 for l in drops)  # after each hidden dense layer
@@ -274,7 +278,7 @@ def test_resnet18_prunes_convolutions_and_leaves_batchnorm(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((96, *CIFAR), dtype=np.float32)
     y = rng.integers(0, 10, 96).astype(np.int32)
-    ds = data_lib.Dataset("fake_cifar", CIFAR, 10, "random arrays", x[:64], y[:64], x[64:80], y[64:80],
+    ds = Dataset("fake_cifar", CIFAR, 10, "random arrays", x[:64], y[:64], x[64:80], y[64:80],
                           x[80:], y[80:])
     cfg = Config(model="resnet18", dataset="cifar10", rounds=1, iterations=3, eval_every=3, batch_size=16,
                  output_dir=str(tmp_path / "resnet")).resolve()
@@ -346,15 +350,15 @@ def test_figure_flagfiles_resolve(path):
     # Each round trains exactly the stated length (TrainSpec rounds it up to a multiple of eval_every).
     assert cfg.round_iterations % cfg.eval_every == 0
     if cfg.model.startswith(("vgg19", "resnet18")):  # Section 4 states their training length in iterations
-        assert cfg.round_iterations == models.MODELS[cfg.model].iterations
+        assert cfg.round_iterations == specs.MODELS[cfg.model].iterations
     if "warmup" in path:
-        assert models.MODELS[cfg.model].warmup_iterations > 0
+        assert specs.MODELS[cfg.model].warmup_iterations > 0
     elif cfg.model in ("vgg19", "resnet18"):
-        assert models.MODELS[cfg.model].warmup_iterations == 0
+        assert specs.MODELS[cfg.model].warmup_iterations == 0
     if int(figure) <= 6:  # the ICLR version's Lenet and Conv-2/4/6 figures, with its Figure 2's settings
         assert cfg.model in ("lenet300_100_iclr", "conv2_iclr", "conv4_iclr", "conv6"), cfg.model
         assert re.search(r"ICLR.*Figure 2", text.replace("\n#", "")), "the header must say it follows ICLR Figure 2"
-        spec = models.MODELS[cfg.model]
+        spec = specs.MODELS[cfg.model]
         assert (cfg.optimizer, cfg.batch_size, cfg.round_iterations) == (spec.optimizer, spec.batch_size,
                                                                          spec.iterations)
         assert (cfg.prune_rate_conv, cfg.prune_rate_fc, cfg.prune_rate_output) == \

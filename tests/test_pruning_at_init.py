@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from lth_tf import pruning
-from lth_tf.config import Config, ConfigError
+from lth_tf.experiment.config import Config, ConfigError
+from lth_tf.pruning import masks as pruning
 
 from test_main import TINY, error_line, lth
 

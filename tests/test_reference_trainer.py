@@ -13,9 +13,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = r"""
 import json, sys
 import numpy as np
-from lth_tf import data, distribute, experiment
-from lth_tf.config import Config
-from lth_tf.store import Store
+from lth_tf.data.pipelines import Dataset
+from lth_tf.experiment import distribute, experiment
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.store import Store
 
 distribute.enable_determinism(0)
 rng = np.random.default_rng(0)
@@ -26,7 +27,7 @@ def split(n, shape):
 
 def tiny(shape):
     (xt, yt), (xv, yv), (xs, ys) = split(96, shape), split(24, shape), split(24, shape)
-    return data.Dataset("tiny", shape, 10, "random", xt, yt, xv, yv, xs, ys)
+    return Dataset("tiny", shape, 10, "random", xt, yt, xv, yv, xs, ys)
 
 out = {}
 for model, dataset, shape in (("lenet300_100", "mnist1d", (40,)), ("conv2", "fashion_mnist", (28, 28, 1))):
@@ -49,7 +50,7 @@ def _npz(path):
         return {k: f[k] for k in f.files}
 
 
-@pytest.mark.slow  # test_training checks the same agreement on one small round per optimizer
+@pytest.mark.slow  # test_trainer checks the same agreement on one small round per optimizer
 def test_tfmot_and_masked_trainers_agree_on_two_rounds_of_lenet_and_conv2(tmp_path):
     import numpy as np
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)

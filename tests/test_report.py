@@ -1,4 +1,5 @@
-"""Tests for lth_tf.report on a small synthetic results directory that follows the lth_tf.store contract."""
+"""Tests for lth_tf.report (write_report, the command line) on a small synthetic results directory that follows
+the lth_tf.experiment.store contract; its parts are tested in test_results.py and test_tables.py."""
 import json
 import os
 import subprocess
@@ -106,67 +107,6 @@ def results(tmp_path):
     return make_results(tmp_path / "results")
 
 
-def test_load_results_merges_trials_and_skips_unfinished_and_corrupt(results, capsys):
-    df = report.load_results(results)
-    assert len(df) == 2 * 2 * 3
-    assert sorted(df["trial"].unique()) == [0, 1]
-    assert sorted(df["variant"].unique()) == ["lottery", "reinit"]
-    assert sorted(df["round"].unique()) == [0, 1, 2]
-    assert set(df["pruning"]) == {"iterative"}
-    row = df[(df.trial == 1) & (df.variant == "reinit") & (df["round"] == 2)].iloc[0]
-    assert row.early_stop_iteration == 1800 and row.test_accuracy_at_early_stop == pytest.approx(0.88)
-    assert row.round_dir == os.path.join(results, "trial_1", "reinit", "round_2")
-    err = capsys.readouterr().err
-    assert "warning" in err and os.path.join("trial_0", "reinit", "round_3", "result.json") in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_load_results_falls_back_to_csv_and_handles_empty(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert report.load_results(str(empty)).empty
-    pd.DataFrame([_row(0, "lottery", 0), _row(0, "lottery", 1)], columns=COLUMNS).to_csv(
-        empty / "results.csv", index=False)
-    df = report.load_results(str(empty))
-    assert list(df["round"]) == [0, 1]
-    with pytest.raises(report.ReportError):
-        report.load_results(str(tmp_path / "nope"))
-
-
-def test_summarize_known_numbers(results):
-    s = report.summarize(report.load_results(results))
-    assert len(s) == 6
-    lot = s[s.variant == "lottery"].set_index("round")
-    assert list(lot["weights_remaining_pct"]) == pytest.approx([100.0, 50.0, 25.0])
-    assert list(lot["early_stop_iteration_mean"]) == pytest.approx([1100, 700, 500])
-    assert list(lot["early_stop_iteration_min"]) == [1000, 600, 400]
-    assert list(lot["early_stop_iteration_max"]) == [1200, 800, 600]
-    assert list(lot["test_accuracy_at_early_stop_mean"]) == pytest.approx([0.96, 0.97, 0.96])
-    assert list(lot["test_accuracy_at_early_stop_min"]) == pytest.approx([0.95, 0.96, 0.95])
-    assert list(lot["test_accuracy_at_early_stop_max"]) == pytest.approx([0.97, 0.98, 0.97])
-    assert list(lot["test_accuracy_mean"]) == pytest.approx([0.95, 0.96, 0.95])
-    assert list(lot["trials"]) == [2, 2, 2]
-    rei = s[s.variant == "reinit"].set_index("round")
-    assert list(rei["early_stop_iteration_mean"]) == pytest.approx([1050, 1500, 1900])
-
-
-def test_summarize_counts_partial_trials(results):
-    df = report.load_results(results)
-    df = df[~((df.trial == 1) & (df["round"] == 2))]
-    s = report.summarize(df).set_index(["variant", "round"])
-    assert s.loc[("lottery", 2), "trials"] == 1
-    assert s.loc[("lottery", 2), "early_stop_iteration_mean"] == 600
-
-
-def test_default_rounds_and_surviving_weights(results):
-    df = report.load_results(results)
-    assert report.default_rounds(df) == [0, 1, 2]
-    vals = report.surviving_initial_weights(os.path.join(results, "trial_1", "lottery", "round_1"))
-    assert list(vals) == ["fc1", "output"]
-    np.testing.assert_array_equal(vals["fc1"], np.arange(1, 7) + 100)  # 6 of 12 survive, initial values
-    np.testing.assert_array_equal(vals["output"], -np.arange(1, 4))
-
-
 def test_write_report(results, tmp_path):
     out = str(tmp_path / "out")
     paths = report.write_report(results, out)
@@ -215,7 +155,7 @@ def _run(argv):
 
 
 def _cli(*args):
-    """report.py run as a script: the same main() as `python -m lth_tf.report`, without the package __init__."""
+    """report.py run as a script: the same main() as `python -m lth_tf.report`."""
     return _run([REPORT_PY, *args])
 
 

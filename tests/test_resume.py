@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from lth_tf import report
-from lth_tf.store import Store, StoreError
+from lth_tf.experiment.files import StoreError
+from lth_tf.experiment.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,9 +115,9 @@ EXACT = ["--model=lenet300_100", "--dataset=mnist1d", "--rounds=1", "--iteration
 STARTER = """
 import dataclasses, errno, os, sys
 import tf_keras as keras
-from lth_tf import training
-base = training.make_optimizer
-training.make_optimizer = lambda spec: keras.mixed_precision.LossScaleOptimizer(
+from lth_tf.training import trainer
+base = trainer.make_optimizer
+trainer.make_optimizer = lambda spec: keras.mixed_precision.LossScaleOptimizer(
     base(dataclasses.replace(spec, mixed_precision=False)), dynamic_growth_steps=3)
 FULL = os.environ.get("FULL_AT")  # the n-th write of round 1's backup finds the disk full (half written)
 real_fdopen, writes = os.fdopen, []
@@ -138,18 +139,19 @@ def fdopen(fd, *args, **kwargs):
     return f
 os.fdopen = fdopen
 import numpy as np
-from lth_tf import data
-CACHE, generate = os.environ["DATA_CACHE"], data.load
+from lth_tf.data import datasets, loading, pipelines
+CACHE, generate = os.environ["DATA_CACHE"], loading.load
 SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 def load(name, data_dir=None, seed=0):  # mnist1d is generated once for the test's processes (~5 s each)
     if os.path.exists(CACHE):
         with np.load(CACHE) as f:
-            return data.Dataset(name, data.DATASETS[name].input_shape, 10, str(f["source"]), *[f[k] for k in SPLITS])
+            return pipelines.Dataset(name, datasets.DATASETS[name].input_shape, 10, str(f["source"]),
+                                     *[f[k] for k in SPLITS])
     ds = generate(name, data_dir, seed)
     np.savez(CACHE + f".{os.getpid()}.npz", source=ds.source, **{k: getattr(ds, k) for k in SPLITS})
     os.replace(CACHE + f".{os.getpid()}.npz", CACHE)
     return ds
-data.load = load
+loading.load = load
 from lth_tf import main
 main.run()
 """
@@ -261,7 +263,7 @@ def test_a_second_process_is_refused_in_one_line_before_tensorflow_leaving_no_tr
     # lth_tf.main, reporting at exit whether TensorFlow (or the data module, which loads datasets) was imported.
     script = ("import atexit, sys\n"
               f"atexit.register(lambda: open({str(imported)!r}, 'w').write(' '.join(\n"
-              "    m for m in ('tensorflow', 'lth_tf.data') if m in sys.modules)))\n"
+              "    m for m in ('tensorflow', 'lth_tf.data.loading') if m in sys.modules)))\n"
               "from lth_tf import main\nmain.run()\n")
     with _Holder(out / held):
         before = _files(out)
@@ -276,8 +278,8 @@ def test_a_second_process_is_refused_in_one_line_before_tensorflow_leaving_no_tr
 
 
 def test_trial_locks_keep_a_full_run_and_a_trial_index_run_apart(tmp_path):
-    from lth_tf import experiment
-    from lth_tf.config import Config
+    from lth_tf.experiment import experiment
+    from lth_tf.experiment.config import Config
     root = tmp_path / "run"
     store = Store(str(root))
     cfg = Config(rounds=0, iterations=20, eval_every=20, trials=2, output_dir=str(root)).resolve()
@@ -318,13 +320,13 @@ def test_two_trial_index_processes_share_a_directory_and_the_report_merges_them(
 @pytest.mark.parametrize("augment", [False, True])
 def test_train_stream_is_a_pure_function_of_key_and_position(augment):
     import tensorflow as tf
-    from lth_tf import training
+    from lth_tf.training.streams import train_stream
     n, batch = 24, 6  # 4 batches per data epoch
     x = tf.constant(np.arange(n * 8 * 8 * 3, dtype=np.float32).reshape(n, 8, 8, 3))
     y = tf.constant(np.arange(n, dtype=np.int32))
 
     def take(key, start, count):
-        return [(bx.numpy(), by.numpy()) for bx, by in training.train_stream(x, y, batch, key, start, augment)
+        return [(bx.numpy(), by.numpy()) for bx, by in train_stream(x, y, batch, key, start, augment)
                 .take(count)]
 
     whole = take(5, 0, 10)
@@ -342,14 +344,14 @@ def test_train_stream_is_a_pure_function_of_key_and_position(augment):
 def test_a_new_round_stream_does_not_retrace_the_training_step():
     import tensorflow as tf
     import tf_keras as keras
-    from lth_tf import training
+    from lth_tf.training.streams import train_stream
     x = tf.constant(np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32))
     y = tf.constant(np.arange(50, dtype=np.int32) % 3)
     model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,))])
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     counts = []
     for round_ in range(3):
-        model.fit(training.train_stream(x, y, 10, key=round_, start_batch=round_), steps_per_epoch=2, epochs=1,
+        model.fit(train_stream(x, y, 10, key=round_, start_batch=round_), steps_per_epoch=2, epochs=1,
                   verbose=0)
         counts.append(model.train_function.experimental_get_tracing_count())
     assert counts[0] >= 1 and counts[1:] == [counts[0]] * 2
@@ -360,28 +362,34 @@ def test_a_new_round_stream_does_not_retrace_the_training_step():
 def test_a_mixed_precision_round_resumed_by_a_fresh_trainer_keeps_its_loss_scale(monkeypatch):
     import dataclasses
     import tf_keras as keras
-    from lth_tf import data, models, pruning, rewind, training
-    base = training.make_optimizer
+    from lth_tf.data.pipelines import Dataset
+    from lth_tf.models import networks
+    from lth_tf.pruning import masks as pruning
+    from lth_tf.pruning import rewind
+    from lth_tf.training import trainer as trainer_lib
+    from lth_tf.training.backup import BackupSlot
+    from lth_tf.training.schedule import TrainSpec, precision_policy
+    base = trainer_lib.make_optimizer
 
     def quick(spec):  # the loss scale doubles after 3 finite steps (default 2000), so it moves within the round
         return keras.mixed_precision.LossScaleOptimizer(base(dataclasses.replace(spec, mixed_precision=False)),
                                                         dynamic_growth_steps=3)
 
-    monkeypatch.setattr(training, "make_optimizer", quick)
+    monkeypatch.setattr(trainer_lib, "make_optimizer", quick)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 40)).astype(np.float32)
     y = x[:, :10].argmax(axis=1).astype(np.int32)
-    dataset = data.Dataset("tiny", (40,), 10, "synthetic", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
-    spec = training.TrainSpec(batch_size=20, learning_rate=0.05, iterations=40, eval_every=10, momentum=0.9,
-                              seed=1, mixed_precision=True)
+    dataset = Dataset("tiny", (40,), 10, "synthetic", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
+    spec = TrainSpec(batch_size=20, learning_rate=0.05, iterations=40, eval_every=10, momentum=0.9,
+                     seed=1, mixed_precision=True)
 
     def train(load=None):  # a trainer built from scratch, as a resuming process builds it
         saved = []
-        with training.precision_policy(True):
-            model = models.build("lenet300_100", (40,), 10, seed=0)
-            trainer = training.RoundTrainer(model, dataset, spec)
+        with precision_policy(True):
+            model = networks.build("lenet300_100", (40,), 10, seed=0)
+            trainer = trainer_lib.RoundTrainer(model, dataset, spec)
             result = trainer.train(rewind.snapshot(model), pruning.full_masks(model),
-                                   backup=training.BackupSlot(load=lambda: load, save=saved.append))
+                                   backup=BackupSlot(load=lambda: load, save=saved.append))
         return rewind.snapshot(model), result, saved, trainer.trainer.optimizer
 
     whole, result, saved, _ = train()

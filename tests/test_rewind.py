@@ -10,7 +10,8 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 import lth_tf
-from lth_tf import pruning, rewind
+from lth_tf.pruning import masks as pruning
+from lth_tf.pruning import rewind
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,7 +119,7 @@ def test_readme_recipe_runs_as_written(tmp_path):
     assert len(code.strip().splitlines()) <= 16
     script = tmp_path / "recipe.py"
     script.write_text(code + "\nprint('SPARSITY', {k: round(float(m.mean()), 3) "
-                      "for k, m in lth_tf.pruning.masks_of(model).items()})\n")
+                      "for k, m in lth_tf.pruning.masks.masks_of(model).items()})\n")
     env = dict(os.environ, PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from lth_tf import signals
+from lth_tf.experiment import signals
 
 
 @pytest.mark.parametrize("signum, name, code", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "SIGINT", 130)])

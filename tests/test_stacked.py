@@ -1,17 +1,25 @@
-"""--parallel_trials: stacked trials are the sequential trials, computed side by side (lth_tf.stacked)."""
+"""--parallel_trials: stacked trials are the sequential trials, computed side by side (lth_tf.training.stacked)."""
 import numpy as np
 import pytest
 
-from lth_tf import data, distribute, experiment, models, pruning, rewind, stacked, training
-from lth_tf.config import Config, ConfigError
-from lth_tf.store import Store
+from lth_tf.data import loading
+from lth_tf.experiment import distribute, experiment, plan
+from lth_tf.experiment.config import Config, ConfigError
+from lth_tf.experiment.store import Store
+from lth_tf.models import networks
+from lth_tf.pruning import masks as pruning
+from lth_tf.pruning import rewind
+from lth_tf.training import stacked
+from lth_tf.training.backup import BackupSlot
+from lth_tf.training.schedule import TrainSpec
+from lth_tf.training.trainer import Job, RoundTrainer
 
 distribute.enable_determinism(0)  # op determinism: a stacked network's ops must give the sequential numbers
 
 
 @pytest.fixture(scope="module")
 def mnist1d():
-    return data.load("mnist1d")
+    return loading.load("mnist1d")
 
 
 def run(path, dataset, pairs=None, **overrides):
@@ -30,7 +38,7 @@ def run(path, dataset, pairs=None, **overrides):
 def both(tmp_path_factory, mnist1d):
     """The same experiment (2 trials, lottery + reinit, late rewinding, instability pairs) one trial at a time and
     with --parallel_trials=2."""
-    pairs = experiment.PairSpec(variants=("lottery",), alphas=3, train_subset=200)
+    pairs = plan.PairSpec(variants=("lottery",), alphas=3, train_subset=200)
     sequential = run(tmp_path_factory.mktemp("seq"), mnist1d, pairs, parallel_trials=1)
     parallel = run(tmp_path_factory.mktemp("par"), mnist1d, pairs, parallel_trials=2)
     return sequential, parallel
@@ -78,14 +86,14 @@ def test_pruned_weights_stay_exactly_zero_in_stacked_training(both):
 def tiny_trainer(dataset, count, **spec):
     settings = dict(batch_size=32, learning_rate=0.1, momentum=0.9, iterations=30, eval_every=10, seed=0)
     settings.update(spec)
-    nets = [models.build("lenet300_100", dataset.input_shape, dataset.num_classes, seed=s) for s in range(count)]
-    return nets, training.RoundTrainer(nets if count > 1 else nets[0], dataset, training.TrainSpec(**settings))
+    nets = [networks.build("lenet300_100", dataset.input_shape, dataset.num_classes, seed=s) for s in range(count)]
+    return nets, RoundTrainer(nets if count > 1 else nets[0], dataset, TrainSpec(**settings))
 
 
 def test_networks_without_a_job_take_no_update(mnist1d):
     nets, trainer = tiny_trainer(mnist1d, 3)
     idle = rewind.snapshot(nets[2])
-    jobs = [training.Job(rewind.snapshot(net), pruning.full_masks(net), data_key=7 + i) for i, net in enumerate(nets[:2])]
+    jobs = [Job(rewind.snapshot(net), pruning.full_masks(net), data_key=7 + i) for i, net in enumerate(nets[:2])]
     results = trainer.train_many(jobs)
     assert len(results) == 2
     for key, value in rewind.snapshot(nets[2]).items():
@@ -100,13 +108,13 @@ def test_a_stacked_backup_resumes_in_a_one_network_trainer(mnist1d):
     start = [rewind.snapshot(net) for net in nets]
     masks = [pruning.prune_oneshot(pruning.kernels(net), {n: 0.5 for n in pruning.kernels(net)}) for net in nets]
     saved = [[], []]
-    jobs = [training.Job(start[i], masks[i], data_key=3 + i,
-                         backup=training.BackupSlot(load=lambda: None, save=saved[i].append)) for i in range(2)]
+    jobs = [Job(start[i], masks[i], data_key=3 + i,
+                backup=BackupSlot(load=lambda: None, save=saved[i].append)) for i in range(2)]
     finished = trainer.train_many(jobs)
     assert [len(s) for s in saved] == [2, 2]  # after iterations 10 and 20 (30 is the end)
     _, single = tiny_trainer(mnist1d, 1)
     resumed = single.train(start[1], masks[1], data_key=4,
-                           backup=training.BackupSlot(load=lambda: saved[1][0], save=lambda arrays: None))
+                           backup=BackupSlot(load=lambda: saved[1][0], save=lambda arrays: None))
     assert resumed.resumed_from == 10
     for key, value in finished[1].weights.items():
         np.testing.assert_allclose(resumed.weights[key], value, rtol=0, atol=1e-6)
@@ -134,15 +142,15 @@ def test_batchnorm_networks_and_clashing_settings_are_refused():
     with pytest.raises(ConfigError, match="must be >= 1"):
         Config(parallel_trials=0).resolve()
     assert Config(parallel_trials=4).resolve().identity_hash() == Config().resolve().identity_hash()
-    net = models.build("resnet18", (16, 16, 3), 10)
+    net = networks.build("resnet18", (16, 16, 3), 10)
     with pytest.raises(stacked.StackError, match="BatchNormalization"):
         stacked.check_stackable(net)
-    stacked.check_stackable(models.build("conv2", (28, 28, 1), 10))
+    stacked.check_stackable(networks.build("conv2", (28, 28, 1), 10))
 
 
 def test_xla_auto_is_on_only_for_long_trials_of_networks_without_convolutions():
     def jit(**fields):
-        return experiment.train_spec(Config(**fields).resolve(), 0).jit_compile
+        return plan.train_spec(Config(**fields).resolve(), 0).jit_compile
     assert jit(model="lenet300_100", dataset="mnist1d", rounds=5, iterations=10_000)  # 60,000 steps a trial
     assert not jit(model="lenet300_100", dataset="mnist1d", rounds=5, iterations=3_000)  # the quickstart's size
     assert not jit(model="conv2", dataset="fashion_mnist", rounds=5, iterations=10_000)  # convolutions: slower

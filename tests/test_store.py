@@ -11,7 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from lth_tf.store import DiskFullError, Store, StoreError
+from lth_tf.experiment.files import DiskFullError, StoreError
+from lth_tf.experiment.store import Store
 
 ROW = {"trial": 0, "variant": "lottery", "round": 0, "pruning": "iterative", "weights_remaining": 1.0,
        "early_stop_iteration": 100, "test_accuracy_at_early_stop": 0.9, "val_loss_at_early_stop": 0.3,
@@ -87,7 +88,7 @@ def test_a_second_process_is_refused_while_the_lock_is_held(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {os.getcwd()!r})
-        from lth_tf.store import Store
+        from lth_tf.experiment.store import Store
         with Store({str(tmp_path)!r}).open({{}}, "h", {{}}):
             print("locked", flush=True)
             time.sleep(60)
@@ -123,7 +124,8 @@ def test_unwritable_or_impossible_directories_are_refused(tmp_path):
 RACER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {repo!r})
-    from lth_tf import store as store_lib
+    from lth_tf.experiment import files
+    from lth_tf.experiment import store as store_lib
     check = store_lib.Store.check_compatible
     def slow(self, *args):  # widens the window between reading and writing config.json to 0.5 s
         check(self, *args)
@@ -133,7 +135,7 @@ RACER = textwrap.dedent("""
     try:
         with store_lib.Store(root).open({{}}, config_hash, {{"lr": config_hash}}, lock_name=f"trial_{{trial}}/.lock"):
             print("passed", flush=True)
-    except store_lib.StoreError as e:
+    except files.StoreError as e:
         print("refused:", e, flush=True)
 """)
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from lth_tf import threads
+from lth_tf.training import threads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,9 +12,12 @@ import sys
 import numpy as np
 import pytest
 
-from lth_tf import data as data_lib
-from lth_tf import experiment, pruning, store as store_lib
-from lth_tf.config import Config
+from lth_tf.data.pipelines import Dataset
+from lth_tf.experiment import experiment
+from lth_tf.experiment import store as store_lib
+from lth_tf.experiment.config import Config
+from lth_tf.experiment.files import load_npz
+from lth_tf.pruning import masks as pruning
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(model="lenet300_100", dataset="mnist1d", iterations=20, eval_every=10)
@@ -30,7 +33,7 @@ def fake_images(shape=(8, 8, 1), n_train=120, n_eval=40, seed=0):
         return x, y
 
     (xt, yt), (xv, yv), (xs, ys) = split(n_train), split(n_eval), split(n_eval)
-    return data_lib.Dataset("fake", shape, 10, "random arrays", xt, yt, xv, yv, xs, ys)
+    return Dataset("fake", shape, 10, "random arrays", xt, yt, xv, yv, xs, ys)
 
 
 def run(tmp_path, images=None, name="run", **fields):
@@ -43,7 +46,7 @@ def run(tmp_path, images=None, name="run", **fields):
 
 
 def npz(path):
-    return store_lib.load_npz(str(path))
+    return load_npz(str(path))
 
 
 # ---- lottery / reinit / rearrange, from the command line ----------------------------------------------------

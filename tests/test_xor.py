@@ -1,4 +1,4 @@
-"""Properties of lth_tf.xor (the paper's XOR appendix), on small trial counts."""
+"""Properties of lth_tf.xor (the paper's XOR appendix: network.py, tickets.py, tables.py), on small trial counts."""
 import importlib
 import os
 import subprocess
@@ -7,7 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from lth_tf import xor, xor_tables
+from lth_tf import xor
+from lth_tf.xor import network as xor_network
+from lth_tf.xor import tables as xor_tables
+from lth_tf.xor import tickets as xor_tickets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +60,7 @@ def test_vectorised_training_matches_single_network_loop(hidden, g0):
 
 
 def test_masked_training_matches_reference_and_more_than_one_chunk(monkeypatch):
-    monkeypatch.setattr(xor, "_CHUNK", 3)  # 7 trials -> chunks of 3, 3, 1
+    monkeypatch.setattr(xor_network, "_CHUNK", 3)  # 7 trials -> chunks of 3, 3, 1
     trials, hidden, steps = 7, 6, 150
     init = xor.init_params(np.random.default_rng(3), trials, hidden)
     mask = np.random.default_rng(4).random((trials, hidden)) < 0.6
@@ -106,7 +109,7 @@ def test_batched_jobs_equal_separate_masked_training():
     ragged = rng.random((5, 10)) < 0.5  # different unit counts per trial: trained masked, not compacted
     jobs.append((init, ragged))
     jobs.append(xor.pad_hidden(xor.init_params(rng, 5, 6), 10))
-    together = xor._train_together(jobs, 200, 1.0)
+    together = xor_tickets._train_together(jobs, 200, 1.0)
     for (params, mask), got in zip(jobs, together):
         want = xor.train(params, mask, iterations=200, learning_rate=1.0)
         for k in ("w1", "b1", "w2", "b2"):

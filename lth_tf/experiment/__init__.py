@@ -1,0 +1,12 @@
+"""The experiment: trials x variants x rounds, from a Config into a results directory, resumably.
+
+Lives here: config.py (Config: validated, hashed; no TensorFlow), plan.py (what the rounds train: TrainSpec,
+XLA, data keys, the instability pairs' PairSpec, events), experiment.py (`run`: the trials, the lottery rounds,
+the controls, pruning at initialization, instability pairs), store.py and pair_store.py (the results directory,
+a public contract), files.py (atomic writes and the errors of damaged files), integrity.py (the start-up check
+of a directory), distribute.py (tf.distribute strategies, who writes results), signals.py (a clean stop on
+SIGTERM/SIGINT), interpolation.py (the linear path between two networks, its error barrier), stability.py
+(the instability sweep over rewind iterations).
+May import: lth_tf.training, lth_tf.pruning, lth_tf.data, lth_tf.models (and lth_tf._env). config, files, store,
+pair_store, integrity and signals import no TensorFlow: the command lines refuse bad input before it starts.
+"""

@@ -1,0 +1,219 @@
+"""The experiment's configuration: a frozen dataclass, validated, with a stable hash.
+
+`Config` holds what the user asked for (None = the paper's default for the model); `resolve()` fills the
+defaults and checks everything, raising ConfigError with one clear line. The hash covers only the fields
+that change what a finished round contains, so raising --rounds or --trials continues an experiment,
+while changing, say, the learning rate is refused in the same directory.
+
+    cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
+    cfg.batch_size, cfg.identity_hash()
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+
+from lth_tf.data import datasets  # the registries only: validation must not start TensorFlow
+from lth_tf.models import specs
+
+VARIANTS = ("lottery", "reinit", "rearrange", "shuffle", "invert")
+# Pruning at initialization (Frankle et al., ICLR 2021): one-shot scores at W_0 (or W_k), see init_scores.
+AT_INIT = ("random", "magnitude_init", "snip", "grasp", "synflow")
+PRUNING = ("iterative", "oneshot") + AT_INIT
+# --ablation: the sanity checks of Frankle et al. (2021), each stored as a variant; none is the method itself.
+ABLATIONS = {"none": "lottery", "shuffle": "shuffle", "reinit": "reinit", "invert": "invert"}
+PRUNE_LAYERS = ("all", "conv", "fc")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("sgd", "adam")
+TRAINERS = ("masked", "tfmot")
+PRUNING_SCOPES = ("layerwise", "global")
+XLA = ("auto", "on", "off")
+
+# Fields that do not change the contents of a finished round: they may differ between runs in one directory.
+_NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
+                 "tensorboard", "deterministic", "verbose", "ablation", "control_rounds",
+                 # How the rounds are computed, not what they are: stacked trials train each network exactly as
+                 # alone; XLA changes float rounding only.
+                 "parallel_trials", "xla"}
+# Identity fields added later: left out of the identity while None, so older directories keep their hash.
+_OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; str(e) is one line naming the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: str = "lenet300_100"
+    dataset: str = "mnist1d"
+    data_dir: str | None = None
+    output_dir: str | None = None  # None: results/<model>_<dataset>_<hash>
+    rounds: int = 5
+    trials: int = 1
+    trial_index: int | None = None  # run only this trial
+    variants: tuple = ("lottery",)
+    pruning: str = "iterative"
+    epochs: float | None = None
+    iterations: int | None = None  # overrides epochs
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    momentum: float | None = None
+    prune_rate_fc: float | None = None  # None: the paper's rate for the model (models.ModelSpec)
+    prune_rate_conv: float | None = None
+    prune_rate_output: float | None = None  # None: half the fc rate
+    prune_layers: str = "all"
+    pruning_scope: str | None = None  # None: the model's (global for resnet18/vgg19, Section 4)
+    rewind_iteration: int = 0
+    dropout: float = 0.0
+    eval_every: int = 100
+    seed: int = 0
+    mixed_precision: bool = False
+    strategy: str = "default"
+    deterministic: bool = False
+    tensorboard: bool = False
+    trainer: str = "masked"  # masked (fast) | tfmot (the reference: tfmot's wrappers train the round)
+    ablation: tuple = ()  # names in ABLATIONS; resolve() adds their variants to `variants`
+    control_rounds: tuple = ()  # the rounds the controls/ablations train at; () = every round 1..rounds
+    score_examples_per_class: int | None = None  # SNIP/GraSP batch (None: 10 for those methods)
+    synflow_iterations: int | None = None  # None: 100 with --pruning=synflow
+    parallel_trials: int = 1  # train up to this many trials' rounds side by side as one stacked model
+    xla: str = "auto"  # XLA-compile the training step: auto (where it pays, experiment.xla_pays), on, off
+
+    # ---- resolution ----------------------------------------------------------------------------------
+    def resolve(self) -> "Config":
+        """Fills the paper's defaults for the model and dataset, then validates. Raises ConfigError."""
+        if self.model not in specs.MODELS:
+            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.MODELS)}")
+        if self.dataset not in datasets.DATASETS:
+            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(datasets.DATASETS)}")
+        spec, dspec = specs.MODELS[self.model], datasets.DATASETS[self.dataset]
+        reason = specs.fits(self.model, tuple(dspec.input_shape))
+        if reason:
+            raise ConfigError(f"{reason} ('{self.dataset}')")
+        batch = self.batch_size if self.batch_size is not None else spec.batch_size
+        fc_rate = self.prune_rate_fc if self.prune_rate_fc is not None else spec.prune_rate_fc
+        filled = dataclasses.replace(
+            self,
+            batch_size=batch,
+            learning_rate=self.learning_rate if self.learning_rate is not None else spec.learning_rate,
+            optimizer=self.optimizer or spec.optimizer,
+            momentum=self.momentum if self.momentum is not None else spec.momentum,
+            prune_rate_fc=fc_rate,
+            prune_rate_conv=self.prune_rate_conv if self.prune_rate_conv is not None else spec.prune_rate_conv,
+            prune_rate_output=(self.prune_rate_output if self.prune_rate_output is not None
+                               else fc_rate / 2),
+            variants=tuple(self.variants),
+            pruning_scope=self.pruning_scope or ("global" if spec.global_pruning else "layerwise"),
+        )
+        unknown = [a for a in self.ablation if a not in ABLATIONS]
+        if unknown:
+            raise ConfigError(f"unknown ablation '{','.join(unknown)}'; choose from: {', '.join(ABLATIONS)}")
+        variants = list(filled.variants)
+        variants += [ABLATIONS[a] for a in self.ablation if ABLATIONS[a] not in variants]
+        filled = dataclasses.replace(
+            filled, ablation=tuple(self.ablation), variants=tuple(variants),
+            score_examples_per_class=(self.score_examples_per_class if self.score_examples_per_class is not None
+                                      else 10 if self.pruning in ("snip", "grasp") else None),
+            synflow_iterations=(self.synflow_iterations if self.synflow_iterations is not None
+                                else 100 if self.pruning == "synflow" else None))
+        if filled.epochs is None and filled.iterations is None and spec.epochs is not None:
+            filled = dataclasses.replace(filled, epochs=spec.epochs)  # the paper gives epochs (arXiv v1, Figure 1)
+        elif filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
+            # The paper trains for a fixed number of iterations; express it in epochs of this dataset.
+            train_size = dspec.train_size - dspec.validation_size
+            filled = dataclasses.replace(filled, epochs=max(1, round(spec.iterations * batch / train_size)))
+        filled._validate()
+        return filled
+
+    def _validate(self) -> None:
+        def need(condition, message):
+            if not condition:
+                raise ConfigError(message)
+
+        for name in ("prune_rate_fc", "prune_rate_conv", "prune_rate_output"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and 0.0 <= value < 1.0,
+                 f"--{name} must be in [0, 1), got {value}")
+        need(self.rounds >= 0, f"--rounds must be >= 0, got {self.rounds}")
+        need(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
+        need(self.trials >= 1, f"--trials must be >= 1, got {self.trials}")
+        need(self.trial_index is None or 0 <= self.trial_index < self.trials,
+             f"--trial_index must be in [0, trials), got {self.trial_index}")
+        need(self.batch_size > 0, f"--batch_size must be positive, got {self.batch_size}")
+        need(self.iterations is not None or (self.epochs is not None and self.epochs > 0),
+             f"--epochs must be positive, got {self.epochs}")
+        need(self.iterations is None or self.iterations > 0, f"--iterations must be positive, got {self.iterations}")
+        need(self.eval_every > 0, f"--eval_every must be positive, got {self.eval_every}")
+        need(self.learning_rate > 0, f"--learning_rate must be positive, got {self.learning_rate}")
+        need(0.0 <= self.momentum < 1.0, f"--momentum must be in [0, 1), got {self.momentum}")
+        need(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+        need(self.rewind_iteration >= 0, f"--rewind_iteration must be >= 0, got {self.rewind_iteration}")
+        need(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        need(self.pruning in PRUNING, f"--pruning must be one of {', '.join(PRUNING)}, got '{self.pruning}'")
+        need(self.prune_layers in PRUNE_LAYERS,
+             f"--prune_layers must be one of {', '.join(PRUNE_LAYERS)}, got '{self.prune_layers}'")
+        need(self.pruning_scope in PRUNING_SCOPES,
+             f"--pruning_scope must be one of {', '.join(PRUNING_SCOPES)}, got '{self.pruning_scope}'")
+        need(self.score_examples_per_class is None or self.score_examples_per_class > 0,
+             f"--score_examples_per_class must be positive, got {self.score_examples_per_class}")
+        need(self.synflow_iterations is None or self.synflow_iterations > 0,
+             f"--synflow_iterations must be positive, got {self.synflow_iterations}")
+        need(self.trainer in TRAINERS, f"--trainer must be one of {', '.join(TRAINERS)}, got '{self.trainer}'")
+        need(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}")
+        need(all(isinstance(r, int) and 1 <= r <= self.rounds for r in self.control_rounds),
+             f"--control_rounds must be rounds in [1, {self.rounds}], got "
+             f"{','.join(map(str, self.control_rounds))}")
+        need(self.xla in XLA, f"--xla must be one of {', '.join(XLA)}, got '{self.xla}'")
+        need(self.parallel_trials >= 1, f"--parallel_trials must be >= 1, got {self.parallel_trials}")
+        if self.parallel_trials > 1:
+            need(specs.stackable(self.model), f"--parallel_trials cannot stack {self.model} (BatchNorm); stackable: "
+                 f"{', '.join(m for m in specs.MODELS if specs.stackable(m))}")
+            for clash, name in ((self.trainer != "masked", "--trainer=tfmot"),
+                                (self.mixed_precision, "--mixed_precision"),
+                                (self.strategy != "default", f"--strategy={self.strategy}"),
+                                (self.tensorboard, "--tensorboard")):
+                need(not clash, f"--parallel_trials={self.parallel_trials} does not combine with {name}; "
+                     f"use --parallel_trials=1 for it")
+        need(len(self.variants) > 0, "--variants must name at least one variant")
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        need(not unknown, f"unknown variant '{','.join(unknown)}'; choose from: {', '.join(VARIANTS)}")
+        need(self.rewind_iteration < self.round_iterations,
+             f"--rewind_iteration ({self.rewind_iteration}) must be below the iterations per round "
+             f"({self.round_iterations})")
+
+    # ---- derived -------------------------------------------------------------------------------------
+    @property
+    def round_iterations(self) -> int:
+        """Training steps per round before rounding up to a multiple of eval_every."""
+        if self.iterations is not None:
+            return int(self.iterations)
+        dspec = datasets.DATASETS[self.dataset]
+        steps_per_epoch = math.ceil((dspec.train_size - dspec.validation_size) / self.batch_size)
+        return max(1, int(round(self.epochs * steps_per_epoch)))
+
+    def trial_ids(self) -> list:
+        return [self.trial_index] if self.trial_index is not None else list(range(self.trials))
+
+    def identity(self) -> dict:
+        """The fields that define what a round's results mean."""
+        return {k: v for k, v in sorted(dataclasses.asdict(self).items())
+                if k not in _NOT_IDENTITY and not (k in _OPTIONAL_IDENTITY and v is None)}
+
+    def identity_hash(self) -> str:
+        text = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["variants"] = list(self.variants)
+        d["ablation"] = list(self.ablation)
+        d["control_rounds"] = list(self.control_rounds)
+        d["round_iterations"] = self.round_iterations
+        return d
+
+    def results_dir(self) -> str:
+        return self.output_dir or f"results/{self.model}_{self.dataset}_{self.identity_hash()}"

@@ -1,0 +1,7 @@
+"""The paper's networks.
+
+Lives here: specs.py (the model registry: name -> ModelSpec, the paper's defaults per network; no TensorFlow, so
+config validation refuses a bad --model before TensorFlow starts), networks.py (the architectures as tf_keras
+Functional models: a registry of builders by architecture, and `build`).
+May import: lth_tf._env and tf_keras only; nothing else of lth_tf.
+"""
