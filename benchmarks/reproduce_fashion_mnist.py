@@ -19,7 +19,7 @@ trials in one model": 1.65x the sequential rounds per hour at 4 networks, 2.08x 
 Then ``python -m lth_tf.report`` on each directory and a combined summary, ``benchmarks/out/summary.md``, with
 the headline tables (mean [min-max] over trials at each level) for both measures of learning speed: the early
 stop (minimum validation loss, what the ICLR version uses) and arXiv v1 footnote 1's convergence (the
-1000-iteration moving average of test loss changed by less than 0.001 for 1000 iterations; lth_tf.convergence),
+1000-iteration moving average of test loss changed by less than 0.001 for 1000 iterations; lth_tf.training.convergence),
 with test accuracy at each; whether the dense network's validation-loss minimum fell inside every round 0 (at
 most 70% of its iterations); and figures (``benchmarks/out/figures/*.png``).
 
@@ -235,7 +235,7 @@ def build_report(out: str, plan: dict | None, timing: dict) -> str:
                   f"## lenet300_100, early-stop iteration ({MEASURES[0]})", "",
                   headline(lenet, cols, "early_stop_iteration", 1.0, 0), "",
                   f"## lenet300_100, convergence iteration ({MEASURES[1]})", "",
-                  "The arXiv v1 paper's measure for this network (its footnote 1, read as lth_tf.convergence "
+                  "The arXiv v1 paper's measure for this network (its footnote 1, read as lth_tf.training.convergence "
                   "states): the first evaluation at which the 1000-iteration moving average of test loss had "
                   "changed by less than 0.001 between successive evaluations for 1000 iterations. Mean [min–max] "
                   "over the trials that converged (n = converged/finished).", "",

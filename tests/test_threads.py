@@ -1,6 +1,6 @@
 """--parallel_trials does not change results: the command line with N = 1 and N = 2 stores the same bits.
 
-TensorFlow's CPU kernels may split their sums by the number of intra-op threads, and before lth_tf.threads only
+TensorFlow's CPU kernels may split their sums by the number of intra-op threads, and before lth_tf.training.threads only
 N > 1 ran one thread per op: conv2's stored weights and masks then depended on N (its test failed on that code;
 lenet300_100's passed, its matrix products giving the same bits at 1, 4 and 8 threads). Here two
 `python -m lth_tf.main` processes per model (2 trials, --deterministic, tiny Fashion-MNIST-format IDX files
