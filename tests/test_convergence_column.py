@@ -7,12 +7,11 @@ import json
 import os
 
 import pytest
+from test_experiment import run as experiment_run
 
 from lth_tf.data import loading
 from lth_tf.experiment import experiment
 from lth_tf.experiment import store as store_lib
-from lth_tf.experiment.config import Config
-from lth_tf.experiment.store import Store
 from lth_tf.training import convergence
 
 OLD_COLUMNS = ["trial", "variant", "round", "pruning", "weights_remaining", "early_stop_iteration",
@@ -36,14 +35,8 @@ def short_rule(monkeypatch):
 
 
 def run(path, dataset, **overrides):
-    settings = dict(model="lenet300_100", dataset="mnist1d", rounds=1, iterations=60, eval_every=20,
-                    output_dir=str(path))
-    settings.update(overrides)
-    cfg = Config(**settings).resolve()
-    events = []
-    store = Store(cfg.results_dir())
-    with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
-        experiment.run(cfg, store, on_event=events.append, dataset=dataset)
+    """test_experiment's tiny run, one 60-iteration round; returns the store and the (trial, variant, round)s."""
+    store, events = experiment_run(path, dataset, **{"rounds": 1, "iterations": 60, **overrides})
     return store, [(e.trial, e.variant, e.round) for e in events if e.kind == "round"]
 
 

@@ -1,18 +1,6 @@
 """The XOR appendix's network (Frankle & Carbin, arXiv 1803.03635 v1): initialisation, training, evaluation.
 
-What it reproduces
-------------------
-How often a tiny network learns XOR when trained from scratch at 10, 8, 6, 4
-and 2 hidden units (Figure 9), and how often a 10-unit network, pruned to 4 or
-2 hidden units and reset to its initialisation, still learns it (Figure 10).
-Network: 2 inputs, one ReLU hidden layer, one sigmoid output; weights normal
-with std 0.1 truncated at 2 std, biases 0 (footnote 4); 10,000 iterations on
-the whole training set (the four points) each time.
-
-Two measures per network: DB, the decision boundary is right (logit > 0
-exactly on the two points labelled 1), and ZL, "zero loss" (mean cross-entropy
-below ``--loss_threshold``).  Below log(2)/4 ZL implies DB, not conversely.
-
+What the experiment reproduces and its two measures (DB, ZL): the package docstring, lth_tf.xor.
 Pruning hidden units and the whole experiment: lth_tf.xor.tickets; the tables: lth_tf.xor.tables.
 
 Training, and how its unstated settings were chosen
