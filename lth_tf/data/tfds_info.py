@@ -45,8 +45,9 @@ def _spec(name: str, data_dir: str | None) -> DatasetSpec:
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError and friends
-        raise DataError(f"{where}: not a known dataset (lth_tf's: cifar10, fashion_mnist, mnist, mnist1d; "
-                        f"tensorflow-datasets: {type(e).__name__}); or write package.module:function") from None
+        raise DataError(f"unknown dataset '{name}' (--dataset): neither lth_tf's (cifar10, fashion_mnist, mnist, "
+                        f"mnist1d) nor a dataset of tfds ({type(e).__name__}); or write "
+                        f"package.module:function") from None
     features = builder.info.features
     image, label = (features[k] if k in features else None for k in ("image", "label"))
     if not (isinstance(image, tfds.features.Image) and isinstance(label, tfds.features.ClassLabel)

@@ -256,7 +256,7 @@ def _dataset_spec(name: str, data_dir: str | None) -> datasets.DatasetSpec:
         return lookup.spec_for(name, data_dir)
     except datasets.DataError as e:
         message = str(e)
-        if not message.startswith("--dataset"):
+        if "--dataset" not in message:
             message = f"--dataset: {message}"
         raise ConfigError(message) from None
 
