@@ -167,12 +167,12 @@ def images():
     return arrays.from_arrays(x[:60], y[:60], x[60:], y[60:])
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_frozen_batchnorm_and_output_keep_their_start_values(images, optimizer):
+@pytest.mark.parametrize("optimizer, trainer", [("sgd", "masked"), ("adam", "masked"), ("sgd", "tfmot")])
+def test_frozen_batchnorm_and_output_keep_their_start_values(images, optimizer, trainer):
     model = conv_bn_net()
     start = rewind.snapshot(model)
     spec = TrainSpec(batch_size=10, learning_rate=0.05, iterations=12, eval_every=6, momentum=0.9,
-                     optimizer=optimizer, batchnorm_frozen=True, output_frozen=True)
+                     optimizer=optimizer, batchnorm_frozen=True, output_frozen=True, trainer=trainer)
     after = RoundTrainer(model, images, spec).train(start, pruning.full_masks(model)).weights
     for key in ("bn1/gamma", "bn1/beta", "output/kernel", "output/bias"):
         assert np.array_equal(after[key], start[key]), key  # exactly: weight decay and momentum included

@@ -4,6 +4,9 @@
 defaults and checks everything, raising ConfigError with one clear line. The hash covers only the fields
 that change what a finished round contains, so raising --rounds or --trials continues an experiment,
 while changing, say, the learning rate is refused in the same directory.
+Fields added after results directories existed enter the identity only where they differ from what was done
+before (None, or the model's recipe for the training hyperparameters of issue 26), so those directories keep
+their hash.
 
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
     cfg.batch_size, cfg.identity_hash()
