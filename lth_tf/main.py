@@ -260,7 +260,9 @@ def _run(cfg, store, chief: bool, printer) -> None:
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
         dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
-        print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
+        data_note = (f"; training subset of {cfg.train_subset}" if cfg.train_subset else "") + (
+            f"; {cfg.random_labels:g} of the training labels random" if cfg.random_labels else "")
+        print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}{data_note}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
         if cfg.tensorboard and chief:

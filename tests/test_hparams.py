@@ -208,6 +208,7 @@ def test_every_flag_reaches_the_run_and_config_json(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lth_tf.main", *args], capture_output=True, text=True, env=env,
                             timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "; training subset of 1200; 0.1 of the training labels random)" in result.stdout
     config = json.loads((out / "config.json").read_text())["config"]
     assert {k: config[k] for k in ("weight_decay", "lr_drops", "lr_gamma", "warmup", "nesterov", "init",
                                    "output_frozen", "train_subset", "random_labels", "augment")} == dict(

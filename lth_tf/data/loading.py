@@ -67,8 +67,10 @@ def _tfds_name(name: str) -> bool:
 def standardise(x_tr: np.ndarray, x_te: np.ndarray, train_idx: np.ndarray) -> tuple:
     """Per-channel (last axis) x' = (x - mean) / std, mean and std over the examples ``x_tr[train_idx]``."""
     axes = tuple(range(x_tr.ndim - 1))
-    mean = x_tr[train_idx].mean(axis=axes, dtype=np.float64)
-    std = x_tr[train_idx].std(axis=axes, dtype=np.float64)
+    chunks = [x_tr[i] for i in np.array_split(train_idx, max(1, len(train_idx) // 5000))]  # no copy of it all
+    count = sum(int(np.prod(c.shape[:-1])) for c in chunks)
+    mean = sum(c.sum(axis=axes, dtype=np.float64) for c in chunks) / count
+    std = np.sqrt(sum(np.square(c - mean).sum(axis=axes) for c in chunks) / count)
     std = np.where(std > 0, std, 1.0)  # a constant channel stays 0
     return tuple(((x - mean) / std).astype(np.float32) for x in (x_tr, x_te))
 
