@@ -66,6 +66,20 @@ def test_the_function_is_called_once_and_its_arrays_identify_the_results(monkeyp
                                                  batch_size=60).resolve().round_iterations == 9  # 540 / 60
 
 
+def test_arrays_remembered_under_a_name_are_that_dataset(tmp_path):
+    x_tr, y_tr, x_te, y_te = data_functions.blobs()
+    spec = arrays.remember("my_blobs", x_tr, y_tr, x_te, y_te)
+    cfg = Config(dataset="my_blobs", iterations=20, eval_every=10, rounds=1, output_dir=str(tmp_path)).resolve()
+    assert cfg.dataset_fingerprint == spec.fingerprint == lookup.spec_for("data_functions:blobs").fingerprint
+    data = loading.load("my_blobs", seed=0)
+    assert np.array_equal(data.x_train, arrays.from_arrays(x_tr, y_tr, x_te, y_te, seed=0).x_train)
+    store = Store(cfg.results_dir())
+    with store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity()):
+        assert [r["round"] for r in experiment.run(cfg, store, dataset=data)] == [0, 1]
+    with pytest.raises(datasets.DataError, match="dataset 'bad': y_train must hold one label per example"):
+        arrays.remember("bad", x_tr, y_tr[:5], x_te, y_te)
+
+
 def test_dataset_function_end_to_end_through_the_command_line(tmp_path):
     out = tmp_path / "out"
     args = ["--dataset=data_functions:blobs", "--model=lenet300_100", "--rounds=1", "--iterations=60",

@@ -6,6 +6,7 @@ From Python, give the arrays to `from_arrays`; from the command line, name a fun
     from lth_tf.data.arrays import from_arrays
     data = from_arrays(x_train, y_train, x_test, y_test, seed=0)   # an lth_tf.data.pipelines.Dataset
     data.x_train.shape, data.x_val.shape                            # the validation split is held out of train
+    arrays.remember("mine", x_train, y_train, x_test, y_test)       # Config(dataset="mine") means them (this process)
 
 The arrays are used as given (features cast to float32, labels to int32): normalise them yourself. Labels are
 integers in [0, classes), classes = the largest label + 1. The validation set is held out of the training arrays
@@ -101,9 +102,34 @@ def call_function(name: str) -> tuple:
     return arrays
 
 
+# Arrays given from Python under a name (`remember`): --dataset=NAME then means them in this process.
+_GIVEN: dict = {}
+
+
+def remember(name: str, x_train, y_train, x_test, y_test) -> DatasetSpec:
+    """Makes ``Config(dataset=name)`` and ``lth_tf.data.loading.load(name)`` mean these arrays in this process
+    (for a Python API that takes arrays: the configuration then validates and identifies them like a dataset
+    function's). Returns their DatasetSpec; DataError (one line) on bad arrays.
+
+        arrays.remember("mine", x_train, y_train, x_test, y_test)
+        cfg = Config(model="lenet300_100", dataset="mine").resolve()
+    """
+    checked = check(x_train, y_train, x_test, y_test, where=f"dataset '{name}'")
+    for a in checked:
+        a.flags.writeable = False
+    _GIVEN[name] = checked
+    return spec_of(checked)
+
+
+def given(name: str) -> tuple | None:
+    """The arrays remembered under `name`, or None."""
+    return _GIVEN.get(name)
+
+
 def function_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec of --dataset=package.module:function (calls it once; DataError on bad arrays)."""
-    return spec_of(call_function(name))
+    """The DatasetSpec of --dataset=package.module:function (calls it once; DataError on bad arrays), or of the
+    arrays remembered under `name`."""
+    return spec_of(_GIVEN[name] if name in _GIVEN else call_function(name))
 
 
 def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: int = 0,

@@ -29,10 +29,13 @@ from lth_tf.data.pipelines import Dataset
 def load(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:
     """Loads ``name`` (a key of DATASETS, a prepared tfds image-classification name, or package.module:function);
     ``seed`` picks which training examples form the validation set."""
-    if name not in DATASETS and ":" not in name and not _tfds_name(name):
+    if name not in DATASETS and ":" not in name and arrays.given(name) is None and not _tfds_name(name):
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     spec = spec_for(name, data_dir)
     if spec.loader == "arrays":
+        given = arrays.given(name)
+        if given is not None:
+            return arrays.dataset_of(name, given, spec, f"arrays given as '{name}'", seed)
         return arrays.dataset_of(name, arrays.call_function(name), spec, f"the arrays of {name}", seed)
     (x_tr, y_tr, x_te, y_te), source = LOADERS[spec.loader](name, spec, data_dir)
     x_tr, x_te = x_tr.astype(np.float32, copy=False), x_te.astype(np.float32, copy=False)

@@ -16,6 +16,6 @@ def spec_for(name: str, data_dir: str | None = None) -> DatasetSpec:
     Registry names and tfds names start no TensorFlow; a function is called (once: its arrays are kept)."""
     if name in DATASETS:
         return DATASETS[name]
-    if ":" in name:
+    if ":" in name or arrays.given(name) is not None:
         return arrays.function_spec(name)
     return tfds_info.spec(name, data_dir)
