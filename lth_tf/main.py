@@ -17,6 +17,7 @@ from lth_tf.experiment import config as config_lib
 from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
+DIVERGED = 3  # the exit code of a run stopped by a diverged round (2: bad input, as everywhere)
 D = config_lib.Config  # defaults come from one place
 
 flags.DEFINE_enum("model", D.model, list(specs.MODELS), "Network to prune.")
@@ -222,6 +223,7 @@ def _run(cfg, store, chief: bool, printer) -> None:
     results_dir = store.root
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
     from lth_tf.data import datasets, loading  # starts TensorFlow
+    from lth_tf.training.curve import Diverged
     from lth_tf.experiment import distribute, experiment
 
     from lth_tf.training import threads
@@ -232,11 +234,16 @@ def _run(cfg, store, chief: bool, printer) -> None:
             distribute.enable_determinism(cfg.seed)
     except distribute.StrategyError as e:
         _fail(str(e))
+    if cfg.mixed_precision:
+        import tensorflow as tf
+        if not tf.config.list_physical_devices("GPU"):
+            _warn("--mixed_precision without a GPU: float16 on a CPU is emulated and trains many times slower "
+                  "(about 15x for lenet300_100); leave it out on this machine")
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
         dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
-              f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
+              f"{_iterations_text(cfg)}, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
         if cfg.tensorboard and chief:
             logs = os.path.join(results_dir, "tensorboard")
@@ -254,6 +261,19 @@ def _run(cfg, store, chief: bool, printer) -> None:
               flush=True)
     except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
+    except Diverged as e:
+        _fail(str(e), code=DIVERGED)
+
+
+def _iterations_text(cfg) -> str:
+    """The iterations a round trains: round_iterations, rounded up to a multiple of --eval_every (a round
+    evaluates, and ends, at multiples of it); the header says so when that changes the number."""
+    chunk = max(1, min(cfg.eval_every, cfg.round_iterations))
+    trained = chunk * -(-cfg.round_iterations // chunk)
+    if trained == cfg.round_iterations:
+        return f"{trained} iterations"
+    return (f"{trained} iterations ({cfg.round_iterations} rounded up to a multiple of "
+            f"--eval_every={cfg.eval_every})")
 
 
 def _parse_flags(argv):

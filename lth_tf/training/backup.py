@@ -18,10 +18,12 @@ import tf_keras as keras
 
 @dataclasses.dataclass(frozen=True)
 class BackupSlot:
-    """Where one round's in-progress state lives: load() -> dict of arrays or None; save(dict)."""
+    """Where one round's in-progress state lives: load() -> dict of arrays or None; save(dict); clear() removes
+    it (a diverged round keeps none)."""
 
     load: object
     save: object
+    clear: object = None
 
 
 def _loss_scale_state(optimizer):
