@@ -5,11 +5,14 @@ After Frankle & Carbin (ICLR 2019): a statistic against the percent of weights r
 weights (Figure 8); and, for pruning at initialization (Frankle et al., ICLR 2021), the methods and their
 ablations.
 """
+import io
+
 import numpy as np
 import pandas as pd
 
 from lth_tf.analysis.results import _curve_variant, _main_pruning, _surviving, _warn, load_curve
 from lth_tf.analysis.tables import ABLATION_ORDER, AT_INIT, METHOD_LABELS, _fmt_pct_weights, _group_label, _method_order
+from lth_tf.experiment.files import atomic_write
 
 def _new_figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +24,11 @@ def _new_figure(figsize):
 
 
 def _save(fig, path):
-    fig.savefig(path, format="png", bbox_inches="tight")
+    """Renders to memory, then writes through a temporary file and a rename (files.atomic_write): a full disk
+    leaves no half-written figure (files.DiskFullError, one line)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_write(path, buffer.getvalue())
     return path
 
 
