@@ -234,11 +234,7 @@ def _run(cfg, store, chief: bool, printer) -> None:
             distribute.enable_determinism(cfg.seed)
     except distribute.StrategyError as e:
         _fail(str(e))
-    if cfg.mixed_precision:
-        import tensorflow as tf
-        if not tf.config.list_physical_devices("GPU"):
-            _warn("--mixed_precision without a GPU: float16 on a CPU is emulated and trains many times slower "
-                  "(about 15x for lenet300_100); leave it out on this machine")
+    _check_device(cfg)
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
         dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
@@ -263,6 +259,15 @@ def _run(cfg, store, chief: bool, printer) -> None:
         _fail(str(e))
     except Diverged as e:
         _fail(str(e), code=DIVERGED)
+
+
+def _check_device(cfg) -> None:
+    """One warning line for a setting this machine runs badly (TensorFlow has started; listing devices is cheap)."""
+    if cfg.mixed_precision:
+        import tensorflow as tf
+        if not tf.config.list_physical_devices("GPU"):
+            _warn("--mixed_precision without a GPU: float16 on a CPU is emulated and trains many times slower "
+                  "(about 15x for lenet300_100); leave it out on this machine")
 
 
 def _iterations_text(cfg) -> str:
