@@ -34,6 +34,7 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -44,6 +45,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from lth_tf.data import datasets, lookup
+from lth_tf.experiment import files as files_lib
 from lth_tf.experiment.files import StoreError, atomic_write, check_writable
 from lth_tf.experiment import store as store_lib
 from lth_tf.models import networks, specs
@@ -134,15 +136,31 @@ def _quiet():
 
 
 def _save(model, directory: str, stem: str) -> dict:
-    """Saves `model` as .keras, .h5 and .tflite; returns {format: path}."""
+    """Saves `model` as .keras, .h5 and .tflite; returns {format: path}. Each file is written into a temporary
+    directory beside them and renamed into place when all three are written, so a full disk (DiskFullError,
+    one line) or any other failure leaves no half-written file and the files of an earlier export unchanged."""
     paths = {fmt: os.path.join(directory, f"{stem}.{fmt}") for fmt in FORMATS}
-    with _quiet():
-        # The network only, uncompiled (as in tfmot's guide): nothing of an optimizer goes into the files.
-        model.save(paths["keras"])
-        model.save(paths["h5"], include_optimizer=False)
-        tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    with open(paths["tflite"], "wb") as f:
-        f.write(tflite)
+    staging = tempfile.mkdtemp(dir=directory, prefix=".tmp-export-")
+    try:
+        staged = {fmt: os.path.join(staging, os.path.basename(path)) for fmt, path in paths.items()}
+        with _quiet():
+            # The network only, uncompiled (as in tfmot's guide): nothing of an optimizer goes into the files.
+            model.save(staged["keras"])
+            model.save(staged["h5"], include_optimizer=False)
+            tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        with open(staged["tflite"], "wb") as f:
+            f.write(tflite)
+            f.flush()
+            os.fsync(f.fileno())
+        for fmt, path in paths.items():
+            os.replace(staged[fmt], path)
+    except OSError as e:
+        if e.errno in files_lib._NO_SPACE or "No space left" in str(e):
+            raise files_lib.DiskFullError(f"no space left on the device writing '{directory}'; nothing "
+                                          "half-written is left: free some space and export again") from None
+        raise StoreError(f"cannot write '{directory}': {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return paths
 
 
@@ -174,8 +192,14 @@ def export(results_dir: str, round_: int, trial: int = 0, variant: str = "lotter
     masks = store.load_round(trial, variant, round_, "masks")
     ticket = _stripped(config, store.load_round(trial, variant, round_, WEIGHTS[weights]), masks)
 
+    made = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
-    files = _save(ticket, out, "ticket")
+    try:
+        files = _save(ticket, out, "ticket")
+    except BaseException:
+        if made:  # nothing of a failed export is left, not even its empty directory
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     sizes = {"ticket": _sizes(files)}
     if store.is_done(trial, "lottery", 0):
         dense_masks = store.load_round(trial, "lottery", 0, "masks")
@@ -245,6 +269,9 @@ def main(argv=None) -> int:
     except (ExportError, flags.Error) as e:
         print(f"lth_tf.export: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except StoreError as e:  # a damaged stored file (the words lth_tf.main uses), or a full disk
+        print(f"lth_tf.export: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2 if isinstance(e, files_lib.DamagedFileError) else 1
     print(f"lth_tf.export: {info['model']} on {info['dataset']}, trial {info['trial']} {info['variant']} round "
           f"{info['round']} ({info['weights']} weights): {100 * info['weights_remaining']:.2f}% of prunable "
           f"weights remain; {info['nonzero_parameters']:,} of {info['parameters']:,} parameters non-zero")

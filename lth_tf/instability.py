@@ -143,6 +143,7 @@ def _run(base, ks, variants, root, stores, printer) -> None:
     from lth_tf.experiment import files, stability
     logging.set_verbosity(logging.ERROR)
     from lth_tf.data import datasets, loading  # starts TensorFlow
+    from lth_tf.training.curve import Diverged
     from lth_tf.experiment import distribute, plan
     from lth_tf.training import threads
     threads.configure(base.model)  # before any TensorFlow op; never depends on N
@@ -165,6 +166,8 @@ def _run(base, ks, variants, root, stores, printer) -> None:
               f"{root}/instability_summary.csv", flush=True)
     except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
+    except Diverged as e:
+        _fail(str(e), code=cli.DIVERGED)
 
 
 def run() -> None:

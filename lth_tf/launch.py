@@ -6,7 +6,8 @@ Each worker runs `python -m lth_tf.main --strategy=multi_worker <flags>` with a 
 (free loopback ports; worker 0 is the chief and writes the results). Their output is streamed with a
 prefix, `[worker 1] ...`. If any worker fails, the others are stopped (SIGTERM, then SIGKILL after
 --grace_seconds), the launcher says which worker failed and exits non-zero; running the same command again
-resumes (finished rounds are kept, the interrupted round continues from its last backup).
+resumes (finished rounds are kept, the interrupted round continues from its last backup), except after a
+refusal of the worker's flags or directory (exit 2) or a diverged round (exit 3), which the launcher names.
 
 From Python (the tests use `command` to run stand-in workers):
 
@@ -80,6 +81,19 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+# lth_tf.main's exit codes that running the same command again cannot change (lth_tf.main.DIVERGED).
+_BAD_INPUT, _DIVERGED = 2, 3
+
+
+def _after_failure(code: int) -> str:
+    """What to do after a worker failed with exit `code`: resuming helps only where the input was fine."""
+    if code == _BAD_INPUT:
+        return "Its flags or results directory were refused (its error line is above): fix them, then run again."
+    if code == _DIVERGED:
+        return "Training diverged (see its line above): resuming would diverge again; change the settings."
+    return "Run the same command again to resume."
+
+
 def launch(main_args: list, workers: int = 2, host: str = "127.0.0.1", command: list | None = None,
            grace_seconds: float = 5.0, out=None) -> int:
     """Runs `workers` processes to the end; returns 0 if all succeed, else a non-zero code.
@@ -147,7 +161,7 @@ def launch(main_args: list, workers: int = 2, host: str = "127.0.0.1", command: 
                 for reader in readers:
                     reader.join(timeout=2)
                 say(f"lth_tf.launch: error: worker {index} {_describe_exit(code)}; stopped the other workers. "
-                    "Run the same command again to resume.")
+                    + _after_failure(code))
                 return code if code > 0 else 1
             if all(c == 0 for c in codes):
                 for reader in readers:

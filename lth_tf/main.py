@@ -17,6 +17,7 @@ from lth_tf.experiment import config as config_lib
 from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
+DIVERGED = 3  # the exit code of a run stopped by a diverged round (2: bad input, as everywhere)
 D = config_lib.Config  # defaults come from one place
 
 flags.DEFINE_enum("model", D.model, list(specs.MODELS), "Network to prune.")
@@ -200,10 +201,11 @@ def _stop_line(stop, store, current, kept: str = "finished rounds") -> str:
 
 def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> None:
     """Everything that can be checked before TensorFlow starts, so that a refusal is one line and comes before
-    the data loads: the directory (or --trial_index trial) lock, then config.json checked and written under the
-    config lock (two processes can neither run one trial nor both pass the configuration check), every trial's
-    lock (a --trial_index run started beside a full run is refused at once, not when the full run reaches its
-    trial), and the damaged-file check. The locks stay held until `held` closes. A non-chief worker only reads
+    the data loads: the directory's layout (no symbolic links inside), the directory (or --trial_index trial)
+    lock, then under the config lock: config.json checked (two processes can neither run one trial nor both pass
+    the configuration check), every trial's lock (a --trial_index run started beside a full run is refused at
+    once, not when the full run reaches its trial) and the damaged-file check, and only then config.json
+    written. The locks stay held until `held` closes. A non-chief worker only reads
     the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
     from lth_tf.experiment import files, integrity  # no TensorFlow
     if not chief:
@@ -211,10 +213,12 @@ def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> 
         store.check_compatible(cfg.identity_hash(), cfg.identity())
         return
     lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
-    held.enter_context(store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock))
-    for trial in cfg.trial_ids():
-        held.enter_context(store.trial_lock(trial))
-    integrity.check(store, cfg.trial_ids())
+
+    def check():  # before config.json is written: a refused run leaves it as it was
+        for trial in cfg.trial_ids():
+            held.enter_context(store.trial_lock(trial))
+        integrity.check(store, cfg.trial_ids())
+    held.enter_context(store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock, check=check))
 
 
 def main(argv) -> None:
@@ -247,6 +251,7 @@ def _run(cfg, store, chief: bool, printer) -> None:
     results_dir = store.root
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
     from lth_tf.data import datasets, loading  # starts TensorFlow
+    from lth_tf.training.curve import Diverged
     from lth_tf.experiment import distribute, experiment
 
     from lth_tf.training import threads
@@ -257,13 +262,14 @@ def _run(cfg, store, chief: bool, printer) -> None:
             distribute.enable_determinism(cfg.seed)
     except distribute.StrategyError as e:
         _fail(str(e))
+    _check_device(cfg)
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
         dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         data_note = (f"; training subset of {cfg.train_subset}" if cfg.train_subset else "") + (
             f"; {cfg.random_labels:g} of the training labels random" if cfg.random_labels else "")
         print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}{data_note}), {cfg.rounds} rounds x "
-              f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
+              f"{_iterations_text(cfg)}, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
         if cfg.tensorboard and chief:
             logs = os.path.join(results_dir, "tensorboard")
@@ -281,6 +287,28 @@ def _run(cfg, store, chief: bool, printer) -> None:
               flush=True)
     except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
+    except Diverged as e:
+        _fail(str(e), code=DIVERGED)
+
+
+def _check_device(cfg) -> None:
+    """One warning line for a setting this machine runs badly (TensorFlow has started; listing devices is cheap)."""
+    if cfg.mixed_precision:
+        import tensorflow as tf
+        if not tf.config.list_physical_devices("GPU"):
+            _warn("--mixed_precision without a GPU: float16 on a CPU is emulated and trains many times slower "
+                  "(about 15x for lenet300_100); leave it out on this machine")
+
+
+def _iterations_text(cfg) -> str:
+    """The iterations a round trains: round_iterations, rounded up to a multiple of --eval_every (a round
+    evaluates, and ends, at multiples of it); the header says so when that changes the number."""
+    chunk = max(1, min(cfg.eval_every, cfg.round_iterations))
+    trained = chunk * -(-cfg.round_iterations // chunk)
+    if trained == cfg.round_iterations:
+        return f"{trained} iterations"
+    return (f"{trained} iterations ({cfg.round_iterations} rounded up to a multiple of "
+            f"--eval_every={cfg.eval_every})")
 
 
 def _parse_flags(argv):

@@ -48,6 +48,7 @@ import os
 import sys
 
 from lth_tf.analysis import report_convergence
+from lth_tf.experiment.files import StoreError, atomic_write
 from lth_tf.analysis.figures import plot_ablations, plot_curves, plot_histograms, plot_methods, plot_vs_weights
 from lth_tf.analysis.results import (ReportError, _curve_variant, _warn, default_rounds, load_config, load_curve,
                                      load_many, load_results, surviving_initial_weights)
@@ -162,8 +163,7 @@ def _write_report(results_dir, out_dir, rounds, instability_round=None):
         *(report_convergence.section(summary, _fmt_pct_weights) if fully_connected else []),
     ])
     md = os.path.join(out_dir, "summary.md")
-    with open(md, "w") as f:
-        f.write(text)
+    atomic_write(md, text.encode())
     written.append(md)
     return written, summary
 
@@ -202,6 +202,9 @@ def main(argv=None):
     except (ReportError, flags.Error) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (StoreError, OSError) as e:  # a full disk (files.DiskFullError) or an unwritable --out: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     for p in written:
         print(f"wrote {p}")
     if summary is not None:

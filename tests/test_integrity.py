@@ -144,7 +144,8 @@ def test_a_damaged_backup_is_discarded_with_one_line_and_the_round_restarts(tmp_
     warnings = []
     store = make_run(tmp_path / "run")
     store.on_warning = warnings.append
-    store.save_backup(0, "lottery", 2, {"meta": np.array("{}"), "net/fc1/kernel": np.ones((40, 300))})
+    net = {f"net/{k}": v for k, v in store.load_weights(0, "initial").items()}
+    store.save_backup(0, "lottery", 2, {"meta": np.array("{}"), **net})
     path = store.backup_path(0, "lottery", 2)
     assert store.load_backup(0, "lottery", 2) is not None and not warnings
     corrupt(path)

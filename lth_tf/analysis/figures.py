@@ -5,11 +5,15 @@ After Frankle & Carbin (ICLR 2019): a statistic against the percent of weights r
 weights (Figure 8); and, for pruning at initialization (Frankle et al., ICLR 2021), the methods and their
 ablations.
 """
+import io
+import os
+
 import numpy as np
 import pandas as pd
 
 from lth_tf.analysis.results import _curve_variant, _main_pruning, _surviving, _warn, load_curve
 from lth_tf.analysis.tables import ABLATION_ORDER, AT_INIT, METHOD_LABELS, _fmt_pct_weights, _group_label, _method_order
+from lth_tf.experiment.files import atomic_write
 
 def _new_figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +25,11 @@ def _new_figure(figsize):
 
 
 def _save(fig, path):
-    fig.savefig(path, format="png", bbox_inches="tight")
+    """Renders to memory, then writes through a temporary file and a rename (files.atomic_write): a full disk
+    leaves no half-written figure (files.DiskFullError, one line)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_write(path, buffer.getvalue())
     return path
 
 
@@ -201,7 +209,8 @@ def plot_histograms(df, rounds, path, variant=None):
                 sizes.update(layer_sizes)
                 break
         else:
-            _warn(f"no masks for variant {variant} round {rnd}; left out of histograms.png")
+            if not any(os.path.exists(os.path.join(r.round_dir, "masks.npz")) for r in rows.itertuples(index=False)):
+                _warn(f"no masks for variant {variant} round {rnd}; left out of histograms.png")  # (damaged: told)
     if not columns:
         return None
     layers = []

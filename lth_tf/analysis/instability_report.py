@@ -17,6 +17,9 @@ import os
 import numpy as np
 import pandas as pd
 
+from lth_tf.analysis.figures import _save
+from lth_tf.experiment.files import atomic_write
+
 PATHS, SUMMARY = "instability.csv", "instability_summary.csv"
 _COLORS = {"lottery": "tab:blue", "random": "tab:green", "reinit": "tab:orange"}
 _LABELS = {"lottery": "IMP subnetwork", "random": "random pruning", "reinit": "random reinitialisation"}
@@ -78,9 +81,6 @@ def plot_paths(paths, out, round_, variants=("lottery",)):
     return _save(fig, out)
 
 
-def _save(fig, path):
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
 
 
 def _errorbar(ax, g, stat, scale, **style):
@@ -174,9 +174,8 @@ def write(root, out_dir, round_=None, threshold=None) -> list:
                                variants=("lottery", "random", "reinit")),
                     plot_imp(agg, os.path.join(out_dir, "instability_imp.png"), round_, threshold)]
     md = os.path.join(out_dir, "instability.md")
-    with open(md, "w") as f:
-        f.write(f"# Instability analysis: {os.path.abspath(root)}\n\nMean over trials [min, max]; stable: "
-                f"test instability below the threshold of the run (counted in instability_summary.csv).\n\n"
-                + table(agg))
+    atomic_write(md, (f"# Instability analysis: {os.path.abspath(root)}\n\nMean over trials [min, max]; stable: "
+                      f"test instability below the threshold of the run (counted in instability_summary.csv).\n\n"
+                      + table(agg)).encode())
     written.append(md)
     return [p for p in written if p]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lth_tf.analysis import report_convergence
+from lth_tf.experiment.files import DamagedFileError, load_npz
 
 _ROUND_DIR_RE = re.compile(r"trial_(\d+)[/\\]([^/\\]+)[/\\]round_(\d+)$")
 
@@ -173,13 +174,14 @@ def _find_kernel(weights, layer, shape):
 
 
 def _load_npz(path):
+    """The arrays of `path`, or None when it is missing; a damaged one (files.NPZ_ERRORS: truncated, corrupt,
+    Python objects) is left out with one warning line, in the words lth_tf.main uses for it."""
     if not os.path.exists(path):
         return None
     try:
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        _warn(f"skipping unreadable {path}: {e}")
+        return load_npz(path, "left out of the report (restore it from a copy)")
+    except DamagedFileError as e:
+        _warn(str(e))
         return None
 
 

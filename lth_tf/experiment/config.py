@@ -51,6 +51,20 @@ _DEFAULT_IDENTITY = {"train_subset": None, "random_labels": 0.0, "batchnorm_froz
 INITS = ("normal", "glorot", "he")
 
 
+# The stated range of every numeric flag (finite, and small enough that nothing overflows or allocates without
+# bound before a step runs): each trial's seed is seed * 1000 + trial (plan.data_key folds it to 32 bits).
+MAX_SEED = 2_000_000
+MAX_TRIALS = 1000
+MAX_ROUNDS = 1000
+MAX_ITERATIONS = 10_000_000  # training steps per round
+MAX_EVALUATIONS = 100_000  # evaluation points per round (round iterations / eval_every)
+MAX_EPOCHS = 100_000
+MAX_LEARNING_RATE = 1000.0
+MAX_SCORE_EXAMPLES = 10_000
+MAX_SYNFLOW_ITERATIONS = 100_000
+MAX_PARALLEL_TRIALS = 64
+
+
 class ConfigError(ValueError):
     """An invalid configuration; str(e) is one line naming the problem."""
 
@@ -163,6 +177,7 @@ class Config:
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and 0.0 <= value < 1.0,
                  f"--{name} must be in [0, 1), got {value}")
+        self._check_ranges(need)
         need(self.rounds >= 0, f"--rounds must be >= 0, got {self.rounds}")
         need(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
         need(self.trials >= 1, f"--trials must be >= 1, got {self.trials}")
@@ -209,6 +224,48 @@ class Config:
         need(self.rewind_iteration < self.round_iterations,
              f"--rewind_iteration ({self.rewind_iteration}) must be below the iterations per round "
              f"({self.round_iterations})")
+
+    def _check_ranges(self, need) -> None:
+        """Every numeric flag finite and within its stated range (the MAX_* above), before anything derived from
+        it is computed: an infinite --epochs would overflow round_iterations, a huge --batch_size would allocate
+        without bound when the pipeline is built, a huge --seed fails inside TensorFlow's seeding."""
+        def number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for name, value, low, high in (("rounds", self.rounds, 0, MAX_ROUNDS), ("seed", self.seed, 0, MAX_SEED),
+                                       ("trials", self.trials, 1, MAX_TRIALS),
+                                       ("eval_every", self.eval_every, 1, MAX_ITERATIONS),
+                                       ("parallel_trials", self.parallel_trials, 1, MAX_PARALLEL_TRIALS)):
+            need(number(value) and value <= high, f"--{name} must be in [{low}, {high}], got {value}")
+        for name, value, high in (("iterations", self.iterations, MAX_ITERATIONS),
+                                  ("score_examples_per_class", self.score_examples_per_class, MAX_SCORE_EXAMPLES),
+                                  ("synflow_iterations", self.synflow_iterations, MAX_SYNFLOW_ITERATIONS)):
+            need(value is None or (number(value) and value <= high), f"--{name} must be in [1, {high}], got {value}")
+        need(self.epochs is None or (number(self.epochs) and self.epochs <= MAX_EPOCHS),
+             f"--epochs must be positive and at most {MAX_EPOCHS}, got {self.epochs}")
+        need(number(self.learning_rate) and self.learning_rate <= MAX_LEARNING_RATE,
+             f"--learning_rate must be positive and at most {MAX_LEARNING_RATE:g}, got {self.learning_rate}")
+        for name in ("momentum", "dropout"):
+            need(number(getattr(self, name)), f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        need(number(self.rewind_iteration), f"--rewind_iteration must be >= 0, got {self.rewind_iteration}")
+        dspec = _dataset_spec(self.dataset, self.data_dir)
+        train = dspec.train_size - dspec.validation_size
+        if isinstance(self.train_subset, int) and 1 <= self.train_subset <= train:
+            train = self.train_subset  # --train_subset's own range is checked with the data options
+        # A batch is gathered whole before the first step: a larger one than the training set cannot be drawn
+        # and would only allocate (refused here, before any pipeline is built).
+        need(number(self.batch_size) and 0 < self.batch_size <= train,
+             f"--batch_size must be positive and at most the {train} training examples of {self.dataset}, "
+             f"got {self.batch_size}")
+        if self.iterations is None and self.epochs is not None and self.epochs > 0:
+            need(self.round_iterations <= MAX_ITERATIONS,
+                 f"--epochs={self.epochs:g} is {self.round_iterations} iterations per round; at most "
+                 f"{MAX_ITERATIONS} are allowed (fewer --epochs, or a larger --batch_size)")
+        if self.iterations is not None or (self.epochs is not None and self.epochs > 0):
+            evaluations = math.ceil(self.round_iterations / self.eval_every) if self.eval_every > 0 else 0
+            need(evaluations <= MAX_EVALUATIONS,
+                 f"--eval_every={self.eval_every} evaluates {evaluations} times per round; at most "
+                 f"{MAX_EVALUATIONS} are allowed (a larger --eval_every)")
 
     # ---- derived -------------------------------------------------------------------------------------
     @property

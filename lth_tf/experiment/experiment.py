@@ -53,6 +53,7 @@ from lth_tf.pruning import init_scores, rewind
 from lth_tf.pruning import masks as pruning
 from lth_tf.training import convergence, summaries
 from lth_tf.training.backup import BackupSlot
+from lth_tf.training.curve import Diverged
 from lth_tf.training.schedule import precision_policy
 from lth_tf.training.trainer import Job, RoundTrainer
 
@@ -129,7 +130,15 @@ class _Group:
                 if request[0].batch_key() == key and len(jobs) + len(request) <= self.capacity:
                     chosen.append((i, len(request)))
                     jobs.extend(request)
-            results = self.trainer().train_many(jobs)
+            try:
+                results = self.trainer().train_many(jobs)
+            except Diverged as e:
+                # Nothing of a diverged round is stored: not even its last backup (resuming it would only
+                # diverge again); the other jobs' backups stay.
+                slot = jobs[e.index].backup
+                if slot is not None and slot.clear is not None:
+                    slot.clear()
+                raise
             for i, count in chosen:
                 advance(i, results[:count])
                 results = results[count:]
@@ -197,9 +206,10 @@ class _Trial:
                                               dict(p, total=self.total_iterations))),
             data_key=data_key(self.seed, round_),
             backup=BackupSlot(load=lambda: store.load_backup(trial, variant, round_),
-                                       save=lambda arrays: store.save_backup(trial, variant, round_, arrays)),
+                                       save=lambda arrays: store.save_backup(trial, variant, round_, arrays),
+                                       clear=lambda: store.clear_backup(trial, variant, round_)),
             on_resume=lambda it: self.emit(Event("resume", trial, variant, round_, {"iteration": it})),
-            start_iteration=start_iteration)
+            start_iteration=start_iteration, label=f"trial {trial} {variant} round {round_}")
 
     def finish_round(self, variant, round_, start, masks, result):
         c, trial = self.config, self.trial
@@ -410,7 +420,9 @@ class _Trial:
             start, masks, data_key=key, start_iteration=self.config.rewind_iteration,
             backup=BackupSlot(load=lambda: store.load_backup(trial, variant, round_, copy=copy),
                                        save=lambda arrays: store.save_backup(trial, variant, round_, arrays,
-                                                                             copy=copy)))
+                                                                             copy=copy),
+                                       clear=lambda: store.clear_backup(trial, variant, round_, copy=copy)),
+            label=f"trial {trial} {variant} round {round_} copy {copy}")
 
     def finish_copy(self, variant, round_, copy, key, result) -> dict:
         final = result.curve[-1]

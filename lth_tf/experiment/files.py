@@ -11,6 +11,7 @@ import csv
 import errno
 import io
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -66,6 +67,43 @@ def atomic_write(path: str, data: bytes) -> None:
         raise
 
 
+def npz_layout(path: str) -> dict:
+    """{name: (shape, dtype)} of an .npz's arrays, from their headers only (no data is read, nothing unpickled).
+
+    Raises ValueError for an array of Python objects (it could only be read by unpickling it) and NPZ_ERRORS
+    for a file that is not an .npz of arrays."""
+    layout = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                raise ValueError(f"'{member}' is not an array")
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            if dtype.hasobject:
+                raise ValueError(f"'{member[:-4]}' holds Python objects, which lth_tf never stores")
+            layout[member[:-4]] = (tuple(shape), dtype)
+    return layout
+
+
+def layout_mismatch(expected: dict, actual: dict) -> str | None:
+    """How `actual` ({name: (shape, dtype)}) differs from `expected`, in a few words, or None if it does not."""
+    missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
+    if missing or extra:
+        parts = ([f"no '{missing[0]}'" + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else "")]
+                 if missing else []) + ([f"unexpected '{extra[0]}'"] if extra else [])
+        return ", ".join(parts)
+    for name in sorted(expected):
+        (shape, dtype), (want_shape, want_dtype) = actual[name], expected[name]
+        if tuple(shape) != tuple(want_shape):
+            return f"'{name}' has shape {tuple(shape)}, the model's is {tuple(want_shape)}"
+        if np.dtype(dtype) != np.dtype(want_dtype):
+            return f"'{name}' has dtype {np.dtype(dtype)}, the model's is {np.dtype(want_dtype)}"
+    return None
+
+
 def _npz_bytes(arrays: dict) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -112,6 +150,45 @@ def check_writable(path: str) -> None:
         raise StoreError(f"output directory '{path}' is not usable: '{probe}' is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise StoreError(f"output directory '{path}' is not writable")
+
+
+_LINK_ADVICE = ("lth_tf never follows a link inside a results directory, where a write or a deletion could land "
+                "outside it: replace it with the directory or file itself")
+
+
+def refuse_links(root: str, path: str) -> None:
+    """Raises StoreError if `path`, or a directory between `root` and it, is a symbolic link (`root` itself
+    may be one: a results directory on another disk is fine)."""
+    root, current = os.path.abspath(root), os.path.abspath(path)
+    while current != root and current.startswith(root + os.sep):
+        if os.path.islink(current):
+            raise StoreError(f"'{current}' is a symbolic link; {_LINK_ADVICE}")
+        current = os.path.dirname(current)
+
+
+# What lth_tf keeps as files in a results directory's top level and trial directories, and the directories it
+# makes (by their names' beginnings, at each depth): a file where a directory belongs (or the reverse) is refused
+# at start-up by its name, not blamed on the output directory or met as a traceback.
+_FILES = ("config.json", "results.csv", ".results.csv.sha256", ".lock", ".config.lock", ".results.lock",
+          "initial_weights.npz", "rewind_weights.npz")
+_DIRECTORIES = {0: re.compile(r"trial_\d+"), 2: re.compile(r"round_\d+")}
+
+
+def check_layout(root: str) -> None:
+    """Raises StoreError (one line, naming the path) for a symbolic link anywhere inside `root`, a file lth_tf
+    writes that is a directory, or a trial or round directory that is a file. Reads names only."""
+    if not os.path.isdir(root):
+        return
+    for directory, dirs, files in os.walk(root):  # never descends into a linked directory
+        depth = 0 if directory == root else os.path.relpath(directory, root).count(os.sep) + 1
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                raise StoreError(f"'{path}' is a symbolic link; {_LINK_ADVICE}")
+            if name in dirs and depth <= 1 and name in _FILES:
+                raise StoreError(f"'{path}' is a directory where lth_tf keeps a file; move it away")
+            if name in files and depth in _DIRECTORIES and _DIRECTORIES[depth].fullmatch(name):
+                raise StoreError(f"'{path}' is a file where lth_tf keeps a directory; move it away")
 
 
 def _listing(root: str) -> set:

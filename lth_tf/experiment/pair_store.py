@@ -13,11 +13,17 @@ import json
 import os
 
 from lth_tf.experiment.files import (CURVE_COLUMNS, DamagedFileError, _csv_bytes, _npz_bytes, atomic_write,
-                                     describe_error, load_npz)
+                                     describe_error, load_npz, refuse_links)
 
 
 class PairStore:
     """Store's methods for instability pairs; they use its round_dir and _units."""
+
+    def _write(self, path: str, data: bytes) -> None:
+        """atomic_write, refused (StoreError) where a symbolic link inside the results directory would lead it
+        elsewhere."""
+        refuse_links(self.root, path)
+        atomic_write(path, data)
 
     def pair_dir(self, trial: int, variant: str, round_: int) -> str:
         return os.path.join(self.round_dir(trial, variant, round_), "instability")
@@ -25,9 +31,9 @@ class PairStore:
     def save_copy(self, trial, variant, round_, copy: int, *, weights, curve, row) -> None:
         """One trained copy of a pair; copy_<i>.json goes last, so its presence means "trained"."""
         directory = self.pair_dir(trial, variant, round_)
-        atomic_write(os.path.join(directory, f"copy_{copy}_weights.npz"), _npz_bytes(weights))
-        atomic_write(os.path.join(directory, f"copy_{copy}_curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
-        atomic_write(os.path.join(directory, f"copy_{copy}.json"), json.dumps(row, sort_keys=True).encode())
+        self._write(os.path.join(directory, f"copy_{copy}_weights.npz"), _npz_bytes(weights))
+        self._write(os.path.join(directory, f"copy_{copy}_curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
+        self._write(os.path.join(directory, f"copy_{copy}.json"), json.dumps(row, sort_keys=True).encode())
 
     def pair_advice(self, trial, variant, round_) -> str:
         return (f"restore it from a copy, or delete '{self.pair_dir(trial, variant, round_)}' to train that "
@@ -60,8 +66,8 @@ class PairStore:
 
     def save_pair(self, trial, variant, round_, result: dict, masks: dict) -> None:
         """The pair's masks, then its result.json (last: its presence means "finished")."""
-        atomic_write(os.path.join(self.pair_dir(trial, variant, round_), "masks.npz"), _npz_bytes(masks))
-        atomic_write(os.path.join(self.pair_dir(trial, variant, round_), "result.json"),
+        self._write(os.path.join(self.pair_dir(trial, variant, round_), "masks.npz"), _npz_bytes(masks))
+        self._write(os.path.join(self.pair_dir(trial, variant, round_), "result.json"),
                      json.dumps(result, sort_keys=True).encode())
 
     def load_pair(self, trial, variant, round_) -> dict | None:

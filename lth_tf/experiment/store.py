@@ -45,7 +45,8 @@ import shutil
 import numpy as np
 
 from lth_tf.experiment.files import (CURVE_COLUMNS, NPZ_ERRORS, DamagedFileError, StoreError, _csv_bytes, _listing,
-                                     _missing_dirs, _npz_bytes, atomic_write, check_writable, describe_error, load_npz)
+                                     _missing_dirs, _npz_bytes, check_layout, check_writable, describe_error,
+                                     layout_mismatch, load_npz, npz_layout, refuse_links)
 from lth_tf.experiment.pair_store import PairStore
 
 # The footnote-1 convergence columns (lth_tf.training.convergence) come after the older ones, so a reader that indexes
@@ -75,31 +76,42 @@ class Store(PairStore):
 
     # ---- opening -------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def open(self, config: dict, config_hash: str, identity: dict, lock_name: str = ".lock"):
+    def open(self, config: dict, config_hash: str, identity: dict, lock_name: str = ".lock", check=None):
         """Locks the directory for this process and records the configuration.
 
-        Refuses a directory holding results of a configuration with another hash, naming what differs.
+        Refuses a directory holding results of a configuration with another hash, naming what differs, and one
+        with a symbolic link inside (files.check_layout). check(): more checks (the caller's start-up check)
+        that run after those and before config.json is written, so a refusal leaves config.json as it was.
         The check and the write of config.json happen under .config.lock, so of two processes starting at
         once on an empty directory (--trial_index runs take different locks) only one configuration wins.
         If the body fails before anything was stored, what open() and trial_lock() created (lock files,
-        config.json, the directory) is removed again: a run that fails at start-up leaves no trace.
+        config.json, the directory) is removed again, and a config.json it replaced is put back: a run that
+        fails at start-up leaves no trace.
         """
+        check_layout(self.root)  # before the first write: a linked lock file or trial directory is never used
         check_writable(self.root)
         before = _listing(self.root)
+        config_path = os.path.join(self.root, "config.json")
+        try:
+            with open(config_path, "rb") as f:
+                old_config = f.read()
+        except OSError:
+            old_config = None
         handle = self._take(lock_name, refusal=lambda: StoreError(
             f"another lth_tf process is running in '{self.root}' (lock {lock_name} is held)"))
         self._held.add(lock_name)
         try:
             with self._config_lock():
-                if not os.path.exists(os.path.join(self.root, "config.json")):
-                    self._created.add(os.path.abspath(os.path.join(self.root, "config.json")))
+                if not os.path.exists(config_path):
+                    self._created.add(os.path.abspath(config_path))
                 self.check_compatible(config_hash, identity)
-                atomic_write(os.path.join(self.root, "config.json"),
-                             json.dumps({"hash": config_hash, "identity": identity, "config": config},
-                                        indent=2, sort_keys=True).encode())
+                if check is not None:
+                    check()
+                self._write(config_path, json.dumps({"hash": config_hash, "identity": identity, "config": config},
+                                                     indent=2, sort_keys=True).encode())
             yield self
         except BaseException:
-            self._tidy(before)
+            self._tidy(before, old_config)
             raise
         finally:
             self._created.clear()
@@ -115,7 +127,8 @@ class Store(PairStore):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             handle = open(path, "a")
         except OSError as e:
-            raise StoreError(f"cannot create the output directory '{self.root}': {e.strerror}") from None
+            where = self.root if name == ".lock" else os.path.dirname(path)
+            raise StoreError(f"cannot create '{where}' ({os.path.basename(path)} in it): {e.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -136,20 +149,26 @@ class Store(PairStore):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _tidy(self, before: set) -> None:
-        """After a failed start: removes what this Store created if nothing else appeared meanwhile.
+    def _tidy(self, before: set, old_config: bytes | None = None) -> None:
+        """After a failed start: removes what this Store created if nothing else appeared meanwhile, and puts
+        back the config.json (`old_config`) it replaced.
 
         Runs while this process still holds its lock, under the config lock; another process that starts
         here creates its own lock file first, which counts as "something else", so its files are never touched.
         """
         created = set(self._created)
         self._created.clear()
-        if not created:
+        if not created and old_config is None:
             return
-        with contextlib.suppress(OSError), self._config_lock():
+        with contextlib.suppress(OSError, StoreError), self._config_lock():
             inside = _listing(self.root)
             if not inside <= before | created:
                 return
+            path = os.path.join(self.root, "config.json")
+            if old_config is not None:
+                with open(path, "rb") as f:
+                    if f.read() != old_config:
+                        self._write(path, old_config)
             for path in sorted(created & inside, key=lambda p: -p.count(os.sep)):  # files, then inner dirs
                 with contextlib.suppress(OSError):
                     os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
@@ -205,7 +224,7 @@ class Store(PairStore):
     # ---- per trial -----------------------------------------------------------------------------------
     def save_weights(self, trial: int, kind: str, weights: dict) -> None:
         """kind: "initial" or "rewind"."""
-        atomic_write(os.path.join(self.trial_dir(trial), f"{kind}_weights.npz"), _npz_bytes(weights))
+        self._write(os.path.join(self.trial_dir(trial), f"{kind}_weights.npz"), _npz_bytes(weights))
 
     def load_weights(self, trial: int, kind: str) -> dict | None:
         path = os.path.join(self.trial_dir(trial), f"{kind}_weights.npz")
@@ -218,11 +237,11 @@ class Store(PairStore):
     def save_round(self, trial, variant, round_, *, masks, curve, start_weights, weights, row) -> None:
         """Writes a finished round; result.json goes last, so a crash leaves the round unfinished, not broken."""
         directory = self.round_dir(trial, variant, round_)
-        atomic_write(os.path.join(directory, "masks.npz"), _npz_bytes(masks))
-        atomic_write(os.path.join(directory, "curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
-        atomic_write(os.path.join(directory, "start_weights.npz"), _npz_bytes(start_weights))
-        atomic_write(os.path.join(directory, "weights.npz"), _npz_bytes(weights))
-        atomic_write(os.path.join(directory, "result.json"), json.dumps(row, sort_keys=True).encode())
+        self._write(os.path.join(directory, "masks.npz"), _npz_bytes(masks))
+        self._write(os.path.join(directory, "curve.csv"), _csv_bytes(curve, CURVE_COLUMNS))
+        self._write(os.path.join(directory, "start_weights.npz"), _npz_bytes(start_weights))
+        self._write(os.path.join(directory, "weights.npz"), _npz_bytes(weights))
+        self._write(os.path.join(directory, "result.json"), json.dumps(row, sort_keys=True).encode())
         self.write_results_csv()
 
     def load_round(self, trial, variant, round_, what: str) -> dict:
@@ -281,7 +300,7 @@ class Store(PairStore):
         """Replaces the round's backup in one atomic rename: a crash leaves the old state or the new one."""
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # uncompressed: written every eval_every steps, so speed matters
-        atomic_write(self.backup_path(trial, variant, round_, copy), buffer.getvalue())
+        self._write(self.backup_path(trial, variant, round_, copy), buffer.getvalue())
 
     def load_backup(self, trial, variant, round_, copy=None) -> dict | None:
         """The round's (or instability copy's) backup, or None. A damaged one is discarded (reported to
@@ -290,12 +309,31 @@ class Store(PairStore):
         if not os.path.exists(path):
             return None
         try:
-            return load_npz(path)
+            arrays = load_npz(path)
+            problem = self._backup_mismatch(trial, arrays)
+            if problem:
+                raise DamagedFileError(path, problem, "")
+            return arrays
         except DamagedFileError as e:
             if self.on_warning is not None:
                 what = f"trial {trial} {variant} round {round_}" + (f" copy {copy}" if copy is not None else "")
                 self.on_warning(f"'{path}' is damaged ({e.reason}); discarded it: {what} restarts from its beginning")
             return None
+
+    def _backup_mismatch(self, trial, arrays: dict) -> str | None:
+        """How a backup's network (and late-rewind weights) differ in names, shapes or dtypes from the trial's
+        stored initial weights, the model's own; None if they fit (or there is nothing to compare with)."""
+        try:
+            expected = npz_layout(os.path.join(self.trial_dir(trial), "initial_weights.npz"))
+        except NPZ_ERRORS:
+            return None  # no initial weights (yet): the start-up check and the trial find out about them
+        for prefix in ("net/", "rewind/"):
+            part = {k[len(prefix):]: (v.shape, v.dtype) for k, v in arrays.items() if k.startswith(prefix)}
+            if part:  # a backup without a network is refused by the trainer (training.backup._Backup.unpack)
+                problem = layout_mismatch(expected, part)
+                if problem:
+                    return f"{prefix}: {problem}"
+        return None
 
     def backup_iteration(self, trial, variant, round_, copy=None) -> int | None:
         """The iteration the round's (or copy's) backup resumes from (None: no readable backup). Reads only
@@ -310,6 +348,7 @@ class Store(PairStore):
     def clear_backup(self, trial, variant, round_, copy=None) -> None:
         """Removes the backup once the round is stored (or is found finished)."""
         directory = os.path.dirname(self.backup_path(trial, variant, round_, copy))
+        refuse_links(self.root, directory)  # rmtree must never delete what a link inside points to
         if os.path.isdir(directory):
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -369,8 +408,8 @@ class Store(PairStore):
                 data = _csv_bytes(rows, COLUMNS + extra)
                 current, new = self.check_results_csv(), hashlib.sha256(data).hexdigest()
                 if current != new:
-                    atomic_write(os.path.join(self.root, ".results.csv.sha256"),
+                    self._write(os.path.join(self.root, ".results.csv.sha256"),
                                  json.dumps([new] + ([current] if current else [])).encode())
-                    atomic_write(os.path.join(self.root, "results.csv"), data)
+                    self._write(os.path.join(self.root, "results.csv"), data)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)

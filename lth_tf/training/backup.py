@@ -18,10 +18,12 @@ import tf_keras as keras
 
 @dataclasses.dataclass(frozen=True)
 class BackupSlot:
-    """Where one round's in-progress state lives: load() -> dict of arrays or None; save(dict)."""
+    """Where one round's in-progress state lives: load() -> dict of arrays or None; save(dict); clear() removes
+    it (a diverged round keeps none)."""
 
     load: object
     save: object
+    clear: object = None
 
 
 def _loss_scale_state(optimizer):
@@ -78,6 +80,9 @@ class _Backup(keras.callbacks.Callback):
         if (loss_scale is not None) != ("loss_scale/0" in arrays):
             return None
         meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
+        if not meta["net"] or any(f"opt/{i}" not in arrays or arrays[f"opt/{i}"].shape != tuple(v.shape)
+                                  for i, v in enumerate(variables)):
+            return None  # the optimizer_shapes it claims are not what it holds
         meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
         meta["loss_scale"] = [arrays[f"loss_scale/{i}"] for i in range(2)] if loss_scale is not None else []
         rewind_weights = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")}

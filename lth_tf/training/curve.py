@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 
 from lth_tf import _env  # noqa: F401
@@ -29,6 +30,21 @@ class RoundResult:
     def early_stop(self) -> dict:
         """The evaluation with minimum validation loss (the paper's early-stopping criterion)."""
         return min(self.curve, key=lambda point: point["val_loss"])
+
+
+class Diverged(ArithmeticError):
+    """Training diverged: a loss was not finite at an evaluation (the training loss there is the mean over the
+    chunk's steps, so a non-finite loss in any step counts). `index`: which of the networks trained together;
+    `where`: the round's name once the experiment knows it (`at`). Entry points print str(e) as one line."""
+
+    def __init__(self, iteration: int, quantity: str, value: float, index: int = 0, where: str = "training"):
+        super().__init__(f"{where} diverged at iteration {iteration} ({quantity} is {value}); nothing of it is "
+                         "stored: a lower --learning_rate (or a warm-up) may help")
+        self.iteration, self.quantity, self.value, self.index, self.where = iteration, quantity, value, index, where
+
+    def at(self, where: str) -> "Diverged":
+        """The same divergence, named (e.g. "trial 0 lottery round 3")."""
+        return Diverged(self.iteration, self.quantity, self.value, self.index, where)
 
 
 @contextlib.contextmanager
@@ -72,6 +88,11 @@ class _EvalCurve(keras.callbacks.Callback):
                      "test_loss": test["cross_entropy" + suffix], "test_accuracy": test["accuracy" + suffix],
                      # Not written to curve.csv; lets callers tell training time from evaluation time.
                      "eval_seconds": seconds}
+            for index, quantity in enumerate(("train_loss", "val_loss", "test_loss")):
+                if not math.isfinite(point[quantity]):
+                    # Raised before the backup callbacks (after this one) save the diverged state.
+                    raise Diverged(point["iteration"], quantity.replace("_", " "), point[quantity],
+                                   index=self.suffixes.index(suffix))
             curve.append(point)
             if logs is not None and suffix == "":
                 # Keras passes this dict on to the callbacks after this one (TensorBoard logging, History),

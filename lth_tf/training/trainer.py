@@ -19,7 +19,7 @@ import tf_keras as keras
 from lth_tf.pruning import masks as pruning
 from lth_tf.training import dropout, frozen
 from lth_tf.training.backup import BackupSlot, _Backup, _loss_scale_state, _Recorder
-from lth_tf.training.curve import RoundResult, _EvalCurve
+from lth_tf.training.curve import Diverged, RoundResult, _EvalCurve
 from lth_tf.training.masked import MaskedTrainer
 from lth_tf.training.schedule import TrainSpec, _Schedule, make_optimizer, reset_optimizer
 from lth_tf.training.streams import PREFETCH, example_order, in_memory_options, train_stream
@@ -38,6 +38,7 @@ class Job:
     backup: BackupSlot | None = None
     on_resume: object = None
     start_iteration: int = 0
+    label: str = "training"  # how a Diverged error names this job (e.g. "trial 0 lottery round 3")
 
     def batch_key(self) -> tuple:
         """Jobs with equal keys can train side by side in one stacked model (one schedule, one step count)."""
@@ -203,8 +204,11 @@ class RoundTrainer:
                 stream = self.stacked_stream(keys + keys[:1] * (self.capacity - len(jobs)), start_batch)
             else:
                 stream = self.stream(keys[0], start_batch=start_batch)
-            self.trainer.fit(stream, epochs=first + epochs, initial_epoch=first, steps_per_epoch=steps,
-                             callbacks=fit_callbacks, verbose=0)
+            try:
+                self.trainer.fit(stream, epochs=first + epochs, initial_epoch=first, steps_per_epoch=steps,
+                                 callbacks=fit_callbacks, verbose=0)
+            except Diverged as e:
+                raise e.at(jobs[e.index].label) from None
         seconds = time.perf_counter() - began
         results = []
         for i, state in enumerate(states):
