@@ -383,8 +383,8 @@ def _resolve_hyperparameters(config: Config, dspec: datasets.DatasetSpec) -> Con
             raise ConfigError(f"--lr_drops: a drop at iteration {drops[-1]} is beyond training ({total} "
                               f"iterations per round)")
     warmup = recipe["warmup"] if config.warmup is None else iterations_of(config.warmup, "--warmup", per_epoch)
-    if warmup < 0:
-        raise ConfigError(f"--warmup must be >= 0, got {warmup}")
+    if not 0 <= warmup <= MAX_ITERATIONS:
+        raise ConfigError(f"--warmup must be in [0, {MAX_ITERATIONS}] iterations, got {config.warmup}")
     resolved = dataclasses.replace(
         config, lr_drops=drops, warmup=warmup,
         augment=recipe["augment"] if config.augment is None else bool(config.augment),
@@ -392,8 +392,8 @@ def _resolve_hyperparameters(config: Config, dspec: datasets.DatasetSpec) -> Con
         lr_gamma=recipe["lr_gamma"] if config.lr_gamma is None else config.lr_gamma,
         nesterov=recipe["nesterov"] if config.nesterov is None else bool(config.nesterov),
         init=recipe["init"] if config.init is None else config.init)
-    if not (isinstance(resolved.weight_decay, (int, float)) and resolved.weight_decay >= 0):
-        raise ConfigError(f"--weight_decay must be >= 0, got {resolved.weight_decay}")
+    if not (isinstance(resolved.weight_decay, (int, float)) and 0 <= resolved.weight_decay <= 1):
+        raise ConfigError(f"--weight_decay must be in [0, 1], got {resolved.weight_decay}")
     if not (isinstance(resolved.lr_gamma, (int, float)) and 0.0 < resolved.lr_gamma <= 1.0):
         raise ConfigError(f"--lr_gamma must be in (0, 1], got {resolved.lr_gamma}")
     if resolved.init is not None and resolved.init not in INITS:
