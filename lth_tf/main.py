@@ -19,7 +19,9 @@ from lth_tf.models import specs
 FLAGS = flags.FLAGS
 D = config_lib.Config  # defaults come from one place
 
-flags.DEFINE_enum("model", D.model, list(specs.MODELS), "Network to prune.")
+flags.DEFINE_string("model", D.model, "Network to prune: " + ", ".join(specs.MODELS) + ", resnet<N>_w<W> (CIFAR "
+                    "ResNet-N at width W), or your own: package.module:function returning an untrained tf_keras "
+                    "model (see README, 'Your own model').")
 flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default).")
 flags.DEFINE_string("data_dir", None, "Where datasets are (tfds directory, or IDX files for fashion_mnist/mnist).")
 flags.DEFINE_string("output_dir", None, "Results directory (default: results/<model>_<dataset>_<config hash>).")

@@ -27,7 +27,7 @@ class Event:
 
 def train_spec(config: Config, trial_seed: int, distributed: bool = False) -> TrainSpec:
     """distributed: the trainer is built under a tf.distribute strategy (given to `run`)."""
-    spec = specs.MODELS[config.model]
+    spec = specs.model_spec(config.model)
     xla = config.xla == "on" or (config.xla == "auto" and xla_pays(config, distributed))
     return TrainSpec(
         batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
@@ -49,7 +49,7 @@ def xla_pays(config: Config, distributed: bool = False) -> bool:
     unchanged reference) in full precision on one device. On a GPU, measure (benchmarks/gpu_check.sh) and pass
     --xla=on or off."""
     steps = (config.rounds + 1) * config.round_iterations
-    return (not specs.MODELS[config.model].image_input and steps >= XLA_MIN_TRIAL_STEPS
+    return (not specs.model_spec(config.model).image_input and steps >= XLA_MIN_TRIAL_STEPS
             and config.trainer == "masked" and not config.mixed_precision and config.strategy == "default"
             and not distributed)
 
