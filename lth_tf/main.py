@@ -14,6 +14,7 @@ from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
 from lth_tf.experiment import config as config_lib
+from lth_tf.experiment import opening  # no TensorFlow
 from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
@@ -175,23 +176,7 @@ def _stop_line(stop, store, current, kept: str = "finished rounds") -> str:
     return f"lth_tf: stopped by {stop.name}; {line}; run the same command again to resume"
 
 
-def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> None:
-    """Everything that can be checked before TensorFlow starts, so that a refusal is one line and comes before
-    the data loads: the directory (or --trial_index trial) lock, then config.json checked and written under the
-    config lock (two processes can neither run one trial nor both pass the configuration check), every trial's
-    lock (a --trial_index run started beside a full run is refused at once, not when the full run reaches its
-    trial), and the damaged-file check. The locks stay held until `held` closes. A non-chief worker only reads
-    the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
-    from lth_tf.experiment import files, integrity  # no TensorFlow
-    if not chief:
-        files.check_writable(store.root)
-        store.check_compatible(cfg.identity_hash(), cfg.identity())
-        return
-    lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
-    held.enter_context(store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock))
-    for trial in cfg.trial_ids():
-        held.enter_context(store.trial_lock(trial))
-    integrity.check(store, cfg.trial_ids())
+open_checked = opening.open_checked  # lth_tf.instability and the tests use it from here
 
 
 def main(argv) -> None:

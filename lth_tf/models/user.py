@@ -59,7 +59,9 @@ def register(name: str, function) -> None:
 
 def name_of(function) -> str:
     """`module:qualname` of a function: the --model name of a function handed over from Python."""
-    return f"{getattr(function, '__module__', None) or '__main__'}:{getattr(function, '__qualname__', 'model')}"
+    qualname = getattr(function, "__qualname__", None) or type(function).__name__
+    qualname = qualname.replace("<locals>.", "").replace("<lambda>", "lambda")  # a path-friendly name
+    return f"{getattr(function, '__module__', None) or '__main__'}:{qualname}"
 
 
 def load(name: str):
