@@ -14,6 +14,7 @@ from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
 from lth_tf.experiment import config as config_lib
+from lth_tf.analysis import punchline  # no TensorFlow
 from lth_tf.experiment import opening  # no TensorFlow
 from lth_tf.models import specs
 
@@ -233,12 +234,15 @@ def _run(cfg, store, chief: bool, printer) -> None:
             role = "" if chief else " (not the chief: the chief writes the results)"
             print(f"lth_tf: strategy {cfg.strategy}: {distribute.describe(strategy)}{role}", flush=True)
         if chief:
-            experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
+            rows = experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
         else:  # same steps as the chief (collectives need every worker), writes to a throwaway directory
             with distribute.WorkerStore.opened(results_dir) as worker_store:
                 experiment.run(cfg, worker_store, on_event=printer, dataset=dataset, strategy=strategy)
         print(f"lth_tf: done in {time.perf_counter() - printer.began:.1f}s; table: {results_dir}/results.csv",
               flush=True)
+        line = punchline.comparison(rows) if chief else None  # the ticket against its control, from the table
+        if line:
+            print(f"lth_tf: {line}", flush=True)
     except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
 
