@@ -15,7 +15,7 @@ from absl import app, flags, logging
 
 from lth_tf.experiment import config as config_lib
 from lth_tf.analysis import punchline  # no TensorFlow
-from lth_tf.experiment import opening  # no TensorFlow
+from lth_tf.experiment import api  # no TensorFlow
 from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
@@ -177,7 +177,7 @@ def _stop_line(stop, store, current, kept: str = "finished rounds") -> str:
     return f"lth_tf: stopped by {stop.name}; {line}; run the same command again to resume"
 
 
-open_checked = opening.open_checked  # lth_tf.instability and the tests use it from here
+open_checked = api.open_checked  # lth_tf.instability and the tests use it from here
 
 
 def main(argv) -> None:

@@ -100,5 +100,5 @@ def test_registry_recipes():
     # vgg19 and resnet18 keep the lottery-ticket paper's recipes
     assert specs.model_spec("vgg19").batch_size == 64 and specs.model_spec("vgg19").init == "glorot"
     assert specs.model_spec("resnet18").iterations == 30_000
-    for bad in ("resnet18_w32", "resnet21", "resnet20_w0", "vgg12"):
+    for bad in ("resnet18_w32", "resnet21", "resnet20_w0", "vgg12", "resnet50", "resnet50_w16"):
         assert not specs.known(bad)

@@ -1,4 +1,6 @@
-"""Lottery-ticket experiments from Python: `lth_tf.run_experiment`, the command line's experiment as a function.
+"""Lottery-ticket experiments from Python: `lth_tf.run_experiment`, the command line's experiment as a function;
+and `open_checked`, the checks before TensorFlow starts that it shares with the command lines (main.py,
+instability.py).
 
 It writes the same results directory as `python -m lth_tf.main` (config.json, rounds, results.csv; report,
 export and a rerun of the command line read it), resumes what is there, and returns the results table:
@@ -35,7 +37,7 @@ import hashlib
 import numpy as np
 
 from lth_tf.data import datasets
-from lth_tf.experiment import opening
+from lth_tf.experiment import files, integrity  # no TensorFlow
 from lth_tf.experiment.config import Config, ConfigError
 from lth_tf.experiment.store import Store
 
@@ -65,7 +67,7 @@ def run_experiment(config: Config | None = None, *, model=None, data=None, on_ev
     cfg = cfg.resolve()
     store = Store(cfg.results_dir())
     with contextlib.ExitStack() as held:
-        opening.open_checked(held, cfg, store)
+        open_checked(held, cfg, store)
         from lth_tf.data import loading  # starts TensorFlow
         from lth_tf.experiment import experiment
         if data is not None:
@@ -73,6 +75,24 @@ def run_experiment(config: Config | None = None, *, model=None, data=None, on_ev
         else:
             dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         return experiment.run(cfg, store, on_event=on_event, dataset=dataset)
+
+
+def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> None:
+    """Everything that can be checked before TensorFlow starts, so that a refusal is one line and comes before
+    the data loads: the directory (or --trial_index trial) lock, then config.json checked and written under the
+    config lock (two processes can neither run one trial nor both pass the configuration check), every trial's
+    lock (a --trial_index run started beside a full run is refused at once, not when the full run reaches its
+    trial), and the damaged-file check. The locks stay held until `held` closes. A non-chief worker only reads
+    the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
+    if not chief:
+        files.check_writable(store.root)
+        store.check_compatible(cfg.identity_hash(), cfg.identity())
+        return
+    lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
+    held.enter_context(store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock))
+    for trial in cfg.trial_ids():
+        held.enter_context(store.trial_lock(trial))
+    integrity.check(store, cfg.trial_ids())
 
 
 def _arrays(data) -> tuple:

@@ -19,8 +19,9 @@ Hypothesis", ICML 2020; "Pruning Neural Networks at Initialization: Why Are We M
 with open_lth's recipes (facebookresearch/open_lth, models/cifar_resnet.py and models/cifar_vgg.py,
 `default_hparams`: SGD 0.1, momentum 0.9, batch 128, weight decay 1e-4, 160 epochs, the learning rate dropped 10x
 at epochs 80 and 120, He (kaiming_normal) initialisation, 20% of the weights pruned per round globally):
-- `resnet20`, `resnet32`, `resnet44`, `resnet56`, `resnet110` (open_lth's cifar_resnet_N), and any
-  `resnet<N>_w<W>` (cifar_resnet_N_W: widths W, 2W, 4W; default W = 16): lth_tf.models.cifar_resnet.
+- `resnet20`, `resnet32`, `resnet44`, `resnet56`, `resnet110` (open_lth's cifar_resnet_N), and
+  `resnet<N>_w<W>` of these depths at any width (cifar_resnet_N_W: widths W, 2W, 4W; default W = 16):
+  lth_tf.models.cifar_resnet.
 - `vgg11`, `vgg13`, `vgg16` (cifar_vgg_N; `vgg16` is the instability paper's network): lth_tf.models.cifar_vgg.
   `vgg19` stays the lottery-ticket paper's, with its own recipe (batch 64, Normal Xavier).
 Their output layer is not pruned (as `resnet18` and `vgg19`; open_lth prunes the ResNets' 64 x 10 output with
@@ -138,7 +139,8 @@ def resnet_shape(name: str) -> tuple | None:
     if match is None:
         return None
     depth, width = int(match.group(1)), int(match.group(2) or 16)
-    return (depth, width) if depth >= 8 and (depth - 2) % 6 == 0 and width > 0 else None
+    # The depths registered above only: `resnet50` would read as ImageNet's bottleneck ResNet-50.
+    return (depth, width) if f"resnet{depth}" in MODELS and (depth - 2) % 6 == 0 and width > 0 else None
 
 
 def known(name: str) -> bool:
