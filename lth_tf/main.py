@@ -21,7 +21,7 @@ from lth_tf.models import specs
 FLAGS = flags.FLAGS
 D = config_lib.Config  # defaults come from one place
 
-flags.DEFINE_string("model", D.model, "Network to prune: " + ", ".join(specs.MODELS) + ", resnet<N>_w<W> (CIFAR "
+flags.DEFINE_string("model", D.model, "Network to prune: " + ", ".join(specs.names()) + ", resnet<N>_w<W> (CIFAR "
                     "ResNet-N at width W), or your own: package.module:function returning an untrained tf_keras "
                     "model (see README, 'Your own model').")
 flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default).")

@@ -100,5 +100,10 @@ def test_registry_recipes():
     # vgg19 and resnet18 keep the lottery-ticket paper's recipes
     assert specs.model_spec("vgg19").batch_size == 64 and specs.model_spec("vgg19").init == "glorot"
     assert specs.model_spec("resnet18").iterations == 30_000
+    from lth_tf.experiment.config import Config, ConfigError
+    cfg = Config(model="resnet20_w32", dataset="cifar10").resolve()
+    assert (cfg.epochs, cfg.round_iterations, cfg.pruning_scope, cfg.batch_size) == (160, 160 * 352, "global", 128)
+    with pytest.raises(ConfigError, match="needs image inputs"):
+        Config(model="vgg16", dataset="mnist1d").resolve()
     for bad in ("resnet18_w32", "resnet21", "resnet20_w0", "vgg12", "resnet50", "resnet50_w16"):
         assert not specs.known(bad)

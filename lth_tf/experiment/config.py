@@ -94,7 +94,7 @@ class Config:
         """Fills the paper's defaults for the model and dataset, then validates. Raises ConfigError."""
         user = specs.is_user_model(self.model)
         if not user and not specs.known(self.model):
-            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.MODELS)}, "
+            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.names())}, "
                               f"resnet<N>_w<W>, or your own as --model=package.module:function")
         if self.dataset not in datasets.DATASETS:
             raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(datasets.DATASETS)}")

@@ -25,7 +25,7 @@ from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
 from lth_tf.models import cifar_resnet, cifar_vgg
-from lth_tf.models.specs import MODELS, fits, known, model_spec, resnet_shape
+from lth_tf.models.specs import fits, known, model_spec, names, resnet_shape
 
 layers = keras.layers
 
@@ -134,10 +134,10 @@ def architecture(name: str):
 def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0) -> keras.Model:
     """Builds model `name` with weights drawn deterministically from `seed`.
 
-    The initialiser and weight decay are the model's (`MODELS[name].init`, `.weight_decay`).
+    The initialiser and weight decay are the model's (`model_spec(name).init`, `.weight_decay`).
     """
     if not known(name):
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(names()))}")
     reason = fits(name, tuple(input_shape))
     if reason:
         raise ValueError(reason)

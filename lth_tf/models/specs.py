@@ -24,6 +24,7 @@ at epochs 80 and 120, He (kaiming_normal) initialisation, 20% of the weights pru
   lth_tf.models.cifar_resnet.
 - `vgg11`, `vgg13`, `vgg16` (cifar_vgg_N; `vgg16` is the instability paper's network): lth_tf.models.cifar_vgg.
   `vgg19` stays the lottery-ticket paper's, with its own recipe (batch 64, Normal Xavier).
+They are in FOLLOW_UPS, apart from MODELS (the lottery-ticket paper's own networks).
 Their output layer is not pruned (as `resnet18` and `vgg19`; open_lth prunes the ResNets' 64 x 10 output with
 the convolutions, and ignores the VGGs').
 
@@ -113,10 +114,11 @@ MODELS["vgg19_warmup"] = dataclasses.replace(MODELS["vgg19"], warmup_iterations=
 _OPEN_LTH_CIFAR = ModelSpec(image_input=True, batch_size=128, learning_rate=0.1, epochs=160, momentum=0.9,
                             weight_decay=1e-4, init="he", augment=True, lr_boundaries=(80 * 352, 120 * 352),
                             prune_rate_fc=0.0, prune_rate_conv=0.2, global_pruning=True)
-for _depth in (20, 32, 44, 56, 110):
-    MODELS[f"resnet{_depth}"] = _OPEN_LTH_CIFAR
-for _depth in (11, 13, 16):
-    MODELS[f"vgg{_depth}"] = _OPEN_LTH_CIFAR
+# The follow-ups' networks, apart from MODELS (the lottery-ticket paper's own networks).
+FOLLOW_UPS: dict[str, ModelSpec] = {
+    **{f"resnet{depth}": _OPEN_LTH_CIFAR for depth in (20, 32, 44, 56, 110)},
+    **{f"vgg{depth}": _OPEN_LTH_CIFAR for depth in (11, 13, 16)},
+}
 
 # Your own model (lth_tf.models.user): SGD with momentum 0.9 at 0.01, batch 128, 10 epochs, no weight decay (give
 # your layers a kernel_regularizer), no augmentation; conv 10%, fc 20% (the output layer 10%) per round,
@@ -140,22 +142,27 @@ def resnet_shape(name: str) -> tuple | None:
         return None
     depth, width = int(match.group(1)), int(match.group(2) or 16)
     # The depths registered above only: `resnet50` would read as ImageNet's bottleneck ResNet-50.
-    return (depth, width) if f"resnet{depth}" in MODELS and (depth - 2) % 6 == 0 and width > 0 else None
+    return (depth, width) if f"resnet{depth}" in FOLLOW_UPS and width > 0 else None
 
 
 def known(name: str) -> bool:
-    """Whether `name` is a built-in network: a key of MODELS or a CIFAR ResNet of any width."""
-    return name in MODELS or resnet_shape(name) is not None
+    """Whether `name` is a built-in network: a key of MODELS or FOLLOW_UPS, or a CIFAR ResNet of any width."""
+    return name in MODELS or name in FOLLOW_UPS or resnet_shape(name) is not None
+
+
+def names() -> list:
+    """The built-in networks' names: the paper's, then the follow-ups'."""
+    return list(MODELS) + list(FOLLOW_UPS)
 
 
 def model_spec(name: str) -> ModelSpec:
     """The ModelSpec of a built-in network, a `resnet<N>_w<W>`, or USER_MODEL for `package.module:function`."""
-    if name in MODELS:
-        return MODELS[name]
+    if name in MODELS or name in FOLLOW_UPS:
+        return MODELS.get(name) or FOLLOW_UPS[name]
     if is_user_model(name):
         return USER_MODEL
     if resnet_shape(name) is not None:
-        return MODELS["resnet20"]
+        return FOLLOW_UPS["resnet20"]
     raise KeyError(name)
 
 
