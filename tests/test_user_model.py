@@ -202,3 +202,20 @@ def test_cli_user_model_killed_mid_round_resumes(tmp_path):
         f"lth_tf: at {100 * float(lottery['weights_remaining']):.3g}% of weights: lottery test accuracy "
         f"{float(lottery['test_accuracy_at_early_stop']):.3f} (early stop {lottery['early_stop_iteration']}) vs reinit "
         f"{float(reinit['test_accuracy_at_early_stop']):.3f} (early stop {reinit['early_stop_iteration']})")
+
+
+def test_api_stacks_a_stackable_user_model(tmp_path):
+    """--parallel_trials=2 on a Dense-only model of the user's: the same networks as trained one at a time."""
+    settings = dict(data=_arrays(), trials=2, rounds=1, iterations=20, eval_every=20)
+    alone = lth_tf.run_experiment(model=user_models.mlp, output_dir=str(tmp_path / "alone"), **settings)
+    stacked = lth_tf.run_experiment(model=user_models.mlp, output_dir=str(tmp_path / "stacked"), parallel_trials=2,
+                                    **settings)
+    assert [(r["trial"], r["round"]) for r in stacked] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for trial in (0, 1):
+        a = _npz(str(tmp_path / "alone" / f"trial_{trial}" / "lottery" / "round_1" / "masks.npz"))
+        b = _npz(str(tmp_path / "stacked" / f"trial_{trial}" / "lottery" / "round_1" / "masks.npz"))
+        assert sorted(a) == sorted(b) == ["dense", "dense_1"]
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name])
+    assert not np.array_equal(*[_npz(str(tmp_path / "alone" / f"trial_{t}" / "initial_weights.npz"))["dense/kernel"]
+                                for t in (0, 1)])

@@ -65,11 +65,16 @@ def run_experiment(config: Config | None = None, *, model=None, data=None, on_ev
         datasets.DATASETS[name] = spec  # this process's registry: Config.resolve reads shapes and sizes there
         cfg = dataclasses.replace(cfg, dataset=name)
     cfg = cfg.resolve()
+    if cfg.strategy != "default":  # strategies configure TensorFlow before its first op: a fresh process's job
+        raise ConfigError(f"strategy={cfg.strategy!r} runs from the command line (python -m lth_tf.main, "
+                          f"lth_tf.launch), not from run_experiment")
     store = Store(cfg.results_dir())
     with contextlib.ExitStack() as held:
         open_checked(held, cfg, store)
         from lth_tf.data import loading  # starts TensorFlow
-        from lth_tf.experiment import experiment
+        from lth_tf.experiment import distribute, experiment
+        if cfg.deterministic:
+            distribute.enable_determinism(cfg.seed)
         if data is not None:
             dataset = _dataset(name, spec, arrays, cfg.seed)
         else:
