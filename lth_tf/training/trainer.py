@@ -22,7 +22,7 @@ from lth_tf.training.backup import BackupSlot, _Backup, _loss_scale_state, _Reco
 from lth_tf.training.curve import RoundResult, _EvalCurve
 from lth_tf.training.masked import MaskedTrainer
 from lth_tf.training.schedule import TrainSpec, _Schedule, make_optimizer, reset_optimizer
-from lth_tf.training.streams import _data_sharding, example_order, train_stream
+from lth_tf.training.streams import PREFETCH, example_order, in_memory_options, train_stream
 
 
 @dataclasses.dataclass
@@ -102,8 +102,8 @@ class RoundTrainer:
             lambda keys, start_batch, batch_size: example_order(n, keys, start_batch * batch_size).batch(batch_size),
             input_signature=[tf.TensorSpec([len(self.nets)], tf.int64)] + [tf.TensorSpec([], tf.int64)] * 2,
             autograph=False)
-        self.val_data = data.eval_pipeline("validation").with_options(_data_sharding())
-        self.test_data = data.eval_pipeline("test").with_options(_data_sharding())
+        self.val_data = data.eval_pipeline("validation").with_options(in_memory_options())
+        self.test_data = data.eval_pipeline("test").with_options(in_memory_options())
 
     @property
     def capacity(self) -> int:
@@ -229,7 +229,7 @@ class RoundTrainer:
         if self.spec.augment:  # augmentation is keyed per stream: zip whole streams
             streams = tuple(self.stream(key, start_batch) for key in keys)
             return tf.data.Dataset.zip(streams).map(
-                lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(2)
+                lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(PREFETCH)
         # All networks' index batches ([batch, networks]) from one stream, then one gather for all of them: a
         # stream and a gather per network per step made the input pipeline the bottleneck of small networks.
         orders = self._make_orders(tf.constant(keys, tf.int64), scalar(start_batch), scalar(self.spec.batch_size))
@@ -238,7 +238,7 @@ class RoundTrainer:
         def gather(indices):
             indices = tf.transpose(indices)
             return tuple(tf.unstack(tf.gather(x, indices), count)), tuple(tf.unstack(tf.gather(y, indices), count))
-        return orders.map(gather).with_options(_data_sharding()).prefetch(tf.data.AUTOTUNE)
+        return orders.map(gather).with_options(in_memory_options()).prefetch(PREFETCH)
 
     def _set_steps_per_execution(self, steps: int) -> None:
         # Keras keeps steps_per_execution in a variable that the compiled training loop reads, so changing it
