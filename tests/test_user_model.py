@@ -219,3 +219,20 @@ def test_api_stacks_a_stackable_user_model(tmp_path):
             np.testing.assert_array_equal(a[name], b[name])
     assert not np.array_equal(*[_npz(str(tmp_path / "alone" / f"trial_{t}" / "initial_weights.npz"))["dense/kernel"]
                                 for t in (0, 1)])
+
+
+def test_weight_decay_on_a_user_model_is_the_built_in_decay():
+    """user.build(weight_decay=c) (--weight_decay): an L2 penalty c/2 * sum(w**2) on each Dense and Conv kernel, the
+    layers' names and initial weights unchanged."""
+    import tf_keras as keras
+
+    from lth_tf.models import user
+    from lth_tf.pruning import rewind
+    plain, decayed = (user.build("tests.user_models:small_cnn", seed=3, weight_decay=c) for c in (0.0, 1e-3))
+    a, b = rewind.snapshot(plain), rewind.snapshot(decayed)
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    kernels = [layer.kernel.numpy() for layer in decayed.layers if isinstance(layer, (keras.layers.Dense,
+                                                                                       keras.layers.Conv1D))]
+    assert len(kernels) == 3 and not plain.losses
+    np.testing.assert_allclose(float(sum(decayed.losses)), sum(1e-3 / 2 * float((k ** 2).sum()) for k in kernels),
+                               rtol=1e-5)

@@ -89,8 +89,12 @@ def load(name: str):
     return function
 
 
-def build(name: str, seed: int = 0) -> keras.Model:
-    """Calls the model function with the global seeds set from `seed` and fresh automatic layer names."""
+def build(name: str, seed: int = 0, weight_decay: float = 0.0) -> keras.Model:
+    """Calls the model function with the global seeds set from `seed` and fresh automatic layer names.
+
+    weight_decay > 0 (--weight_decay): every Dense and Conv kernel gets the decay of the built-in networks, an L2
+    penalty of weight_decay / 2 * sum(w**2) (gradient weight_decay * w), in place of its own kernel_regularizer.
+    """
     function = load(name)
     keras.utils.set_random_seed(int(seed) % (2 ** 32))
     keras.backend.reset_uids()
@@ -102,7 +106,21 @@ def build(name: str, seed: int = 0) -> keras.Model:
         kind = type(model).__module__.split(".")[0] + "." + type(model).__name__
         hint = " (a Keras 3 model: build it with tf_keras, or use lth_tf.keras3)" if kind.startswith("keras.") else ""
         raise UserModelError(f"it returned {kind}, not a tf_keras model{hint}")
-    return model
+    return _with_weight_decay(model, weight_decay) if weight_decay else model
+
+
+def _with_weight_decay(model: keras.Model, weight_decay: float) -> keras.Model:
+    """A copy of `model` (same layer names, same weights) whose prunable kernels carry the L2 decay. A copy, not
+    an added loss, so that the decay is part of each layer's configuration: tfmot's wrappers keep it."""
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, _PRUNABLE):
+            config["kernel_regularizer"] = keras.regularizers.serialize(keras.regularizers.L2(weight_decay / 2))
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def describe(name: str, input_shape: tuple | None = None, num_classes: int | None = None) -> Architecture:
