@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from lth_tf.data import datasets
+from lth_tf.data import datasets, lookup
 from lth_tf.experiment.files import StoreError, atomic_write, check_writable
 from lth_tf.experiment import store as store_lib
 from lth_tf.models import networks, specs, user
@@ -76,7 +76,8 @@ def _check(results_dir: str, trial: int, variant: str, round_: int, weights: str
         raise ExportError(f"'{results_dir}' is not an lth_tf results directory (no config.json)")
     config = saved["config"]
     user_model = specs.is_user_model(str(config.get("model")))
-    if not (user_model or specs.known(str(config.get("model")))) or config.get("dataset") not in datasets.DATASETS:
+    # A user's model needs no dataset to be rebuilt (its function gives the shapes).
+    if not (user_model or specs.known(str(config.get("model")))) or (not user_model and _dataset_spec(config) is None):
         raise ExportError(f"'{results_dir}/config.json' names an unknown model or dataset "
                           f"({config.get('model')!r}, {config.get('dataset')!r})")
     store = store_lib.Store(results_dir)
@@ -98,8 +99,16 @@ def build_ticket(results_dir: str, round_: int, trial: int = 0, variant: str = "
     return _stripped(config, values, masks), masks
 
 
+def _dataset_spec(config: dict):
+    """The dataset's spec (a registry name, a tfds name, module:function), or None where it cannot be had."""
+    try:
+        return lookup.spec_for(str(config.get("dataset")), config.get("data_dir"))
+    except datasets.DataError:
+        return None
+
+
 def _stripped(config: dict, values: dict, masks: dict):
-    spec = datasets.DATASETS[config["dataset"]]
+    spec = _dataset_spec(config)
     # The seed does not matter: every weight is overwritten from the stored values.
     if specs.is_user_model(config["model"]):  # --model=package.module:function: import and call it again
         try:

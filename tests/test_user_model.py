@@ -147,7 +147,7 @@ def test_refusals_of_dropout_stacking_and_labels(tmp_path):
     with pytest.raises(ConfigError, match="the model has 10 outputs, but the dataset's labels go up to 12"):
         lth_tf.run_experiment(model=user_models.small_cnn, data=(x, y, xt, np.full_like(yt, 12)),
                               output_dir=str(tmp_path / "x"))
-    with pytest.raises(ConfigError, match="^data: 400 training examples with 5 labels"):
+    with pytest.raises(ConfigError, match="^data: y_train must hold one label per example of x_train"):
         lth_tf.run_experiment(model=user_models.small_cnn, data=(x, y[:5], xt, yt), output_dir=str(tmp_path / "x"))
     assert not os.path.exists(tmp_path / "x")
 
@@ -236,3 +236,18 @@ def test_weight_decay_on_a_user_model_is_the_built_in_decay():
     assert len(kernels) == 3 and not plain.losses
     np.testing.assert_allclose(float(sum(decayed.losses)), sum(1e-3 / 2 * float((k ** 2).sum()) for k in kernels),
                                rtol=1e-5)
+
+
+def test_hyperparameter_flags_on_a_user_model(tmp_path):
+    """--weight_decay reaches a user model's kernels (the trained kernels shrink); --init is refused for it."""
+    with pytest.raises(ConfigError, match="^--model tests.user_models:mlp: --init sets the built-in"):
+        Config(model="tests.user_models:mlp", init="he").resolve()
+    settings = dict(data=_arrays(), rounds=0, iterations=40, eval_every=20, learning_rate=0.05)
+    norms = {}
+    for decay in (0.0, 5.0):
+        out = str(tmp_path / f"wd{decay}")
+        lth_tf.run_experiment(model=user_models.mlp, output_dir=out, weight_decay=decay, **settings)
+        weights = _npz(os.path.join(out, "trial_0", "lottery", "round_0", "weights.npz"))
+        norms[decay] = float((weights["dense/kernel"] ** 2).sum())
+        assert json.load(open(os.path.join(out, "config.json")))["config"]["weight_decay"] == decay
+    assert norms[5.0] < 0.5 * norms[0.0]

@@ -23,18 +23,16 @@ export and a rerun of the command line read it), resumes what is there, and retu
 
 `model` is a function (as `--model=package.module:function`; its name `module:qualname` and its built
 architecture are the configuration's identity) or a model name (`"conv2"`). `data` arrays are used as given
-(cast to float32 features, int32 labels): normalise them yourself. A tenth of the training examples (seeded by
-`seed`) is held out for validation (early stopping), as the command line does for its datasets; the dataset's
-name in the configuration is `arrays_<digest of the arrays>`. Errors in the configuration raise
+(cast to float32 features, int32 labels): normalise them yourself. A tenth of the training examples (at most
+5,000; seeded by `seed`) is held out for validation (early stopping), as the command line does for its datasets
+(lth_tf.data.arrays); the dataset's name in the configuration is `arrays_<digest of the arrays>`, which means
+them in this process (`arrays.remember`). Errors in the configuration raise
 lth_tf.experiment.config.ConfigError (a ValueError) with the command line's one-line message.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-
-import numpy as np
 
 from lth_tf.data import datasets
 from lth_tf.experiment import files, integrity  # no TensorFlow
@@ -59,11 +57,8 @@ def run_experiment(config: Config | None = None, *, model=None, data=None, on_ev
         cfg = dataclasses.replace(cfg, model=name)
     elif model is not None:
         cfg = dataclasses.replace(cfg, model=str(model))
-    dataset = None
-    if data is not None:
-        arrays, spec, name = _arrays(data)
-        datasets.DATASETS[name] = spec  # this process's registry: Config.resolve reads shapes and sizes there
-        cfg = dataclasses.replace(cfg, dataset=name)
+    if data is not None:  # the arrays become dataset arrays_<digest> in this process (lth_tf.data.arrays.remember)
+        cfg = dataclasses.replace(cfg, dataset=_remember(data))
     cfg = cfg.resolve()
     if cfg.strategy != "default":  # strategies configure TensorFlow before its first op: a fresh process's job
         raise ConfigError(f"strategy={cfg.strategy!r} runs from the command line (python -m lth_tf.main, "
@@ -75,10 +70,7 @@ def run_experiment(config: Config | None = None, *, model=None, data=None, on_ev
         from lth_tf.experiment import distribute, experiment
         if cfg.deterministic:
             distribute.enable_determinism(cfg.seed)
-        if data is not None:
-            dataset = _dataset(name, spec, arrays, cfg.seed)
-        else:
-            dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+        dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         return experiment.run(cfg, store, on_event=on_event, dataset=dataset)
 
 
@@ -100,36 +92,16 @@ def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> 
     integrity.check(store, cfg.trial_ids())
 
 
-def _arrays(data) -> tuple:
-    """Checks (x_train, y_train, x_test, y_test); returns the arrays, their DatasetSpec and name."""
+def _remember(data) -> str:
+    """Checks (x_train, y_train, x_test, y_test) and remembers them (lth_tf.data.arrays) as `arrays_<digest>`."""
+    from lth_tf.data import arrays
     try:
-        x_tr, y_tr, x_te, y_te = (np.asarray(a) for a in data)
+        x_tr, y_tr, x_te, y_te = data
+        checked = arrays.check(x_tr, y_tr, x_te, y_te, where="data")
     except (TypeError, ValueError):
         raise ConfigError("data must be four arrays (x_train, y_train, x_test, y_test)") from None
-    if len(x_tr) != len(y_tr) or len(x_te) != len(y_te):
-        raise ConfigError(f"data: {len(x_tr)} training examples with {len(y_tr)} labels, {len(x_te)} test examples "
-                          f"with {len(y_te)} labels; they must match")
-    if x_tr.shape[1:] != x_te.shape[1:] or len(x_tr) < 2 or len(x_te) < 1:
-        raise ConfigError(f"data: training examples of shape {x_tr.shape[1:]} and test examples of shape "
-                          f"{x_te.shape[1:]}; they must agree, with at least 2 training and 1 test example")
-    labels = np.concatenate([y_tr.ravel(), y_te.ravel()])
-    if y_tr.ndim != 1 or y_te.ndim != 1 or not np.all(np.equal(np.mod(labels, 1), 0)) or labels.min() < 0:
-        raise ConfigError("data: labels must be one whole number >= 0 per example (class indices, not one-hot)")
-    x_tr, x_te = x_tr.astype(np.float32, copy=False), x_te.astype(np.float32, copy=False)
-    y_tr, y_te = y_tr.astype(np.int32), y_te.astype(np.int32)
-    digest = hashlib.sha256()
-    for a in (x_tr, y_tr, x_te, y_te):
-        digest.update(str(a.shape).encode())
-        digest.update(np.ascontiguousarray(a).tobytes())
-    spec = datasets.DatasetSpec(tuple(int(d) for d in x_tr.shape[1:]), int(labels.max()) + 1,
-                                max(1, len(x_tr) // 10), len(x_tr), loader="arrays")
-    return (x_tr, y_tr, x_te, y_te), spec, f"arrays_{digest.hexdigest()[:12]}"
-
-
-def _dataset(name: str, spec, arrays: tuple, seed: int):
-    """The Dataset the experiment trains on: the validation split held out of train as loading.load does."""
-    from lth_tf.data import loading, pipelines
-    x_tr, y_tr, x_te, y_te = arrays
-    train, val = loading.split_indices(len(x_tr), spec.validation_size, seed)
-    return pipelines.Dataset(name, spec.input_shape, spec.num_classes, "arrays passed to run_experiment",
-                             x_tr[train], y_tr[train], x_tr[val], y_tr[val], x_te, y_te)
+    except datasets.DataError as e:
+        raise ConfigError(str(e)) from None
+    name = f"arrays_{arrays.spec_of(checked).fingerprint[:12]}"
+    arrays.remember(name, *checked)
+    return name

@@ -42,6 +42,7 @@ import numpy as np
 import tf_keras as keras
 
 from lth_tf.data import loading
+from lth_tf.data import options as data_options
 from lth_tf.data.pipelines import Dataset
 from lth_tf.experiment import interpolation
 from lth_tf.experiment.config import AT_INIT, Config
@@ -62,6 +63,8 @@ def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = N
     returns the store's rows. The store must be open."""
     emit = on_event or (lambda event: None)
     dataset = dataset or loading.load(config.dataset, config.data_dir, seed=config.seed)
+    # --train_subset and --random_labels (seeded by --seed), applied to whichever dataset was given or loaded.
+    dataset = data_options.apply(dataset, config.train_subset, config.random_labels, seed=config.seed)
     ids = config.trial_ids()
     width = config.parallel_trials
     for group in [ids[i:i + width] for i in range(0, len(ids), width)]:
@@ -146,9 +149,10 @@ class _Trial:
     def build(self, seed: int) -> keras.Model:
         with self.scope():
             if specs.is_user_model(self.config.model):  # --model=package.module:function
-                return user.build(self.config.model, seed=seed)
+                return user.build(self.config.model, seed=seed, weight_decay=self.config.weight_decay or 0.0)
             return networks.build(self.config.model, self.data.input_shape, self.data.num_classes,
-                                seed=seed, dropout=self.config.dropout)
+                                  seed=seed, dropout=self.config.dropout, init=self.config.init,
+                                  weight_decay=self.config.weight_decay)
 
     def run(self):
         """The trial, as a generator: it yields lists of training Jobs and is sent their RoundResults (_Group)."""

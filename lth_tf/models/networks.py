@@ -7,8 +7,9 @@ Models end in logits (no softmax); train them with ``from_logits=True``.
 Each model's architecture, initialiser and weight decay come from its ModelSpec (lth_tf.models.specs), which says
 which version of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Three initialisers:
 ``normal`` is a normal of std 0.1 and ``glorot`` the Normal Xavier (Glorot & Bengio) of std sqrt(2 / (fan_in +
-fan_out)), ``he`` the He (Kaiming) normal of std sqrt(2 / fan_in) (the CIFAR ResNets and VGGs,
-as open_lth); all redraw values beyond two standard deviations, as TensorFlow's truncated normal does. Weight
+fan_out)), ``he`` the He (Kaiming) normal of std sqrt(2 / fan_in) (--init=he; the CIFAR ResNets and VGGs, as
+open_lth); all redraw values beyond two standard deviations, as TensorFlow's truncated normal does (glorot and he
+are rescaled so that the truncated distribution has that std). Weight
 decay is an L2 penalty of ``weight_decay / 2 * sum(w**2)`` on every Dense and Conv2D kernel, so that its
 gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weight decay 1e-4.
 
@@ -46,8 +47,9 @@ class _Init:
             # standard deviation after truncation is sqrt(2 / (fan_in + fan_out)).
             return keras.initializers.GlorotNormal(seed=seed)
         if self.kind == "he":
-            # He (Kaiming) normal, std sqrt(2 / fan_in) after truncation at two standard deviations: open_lth's
-            # kaiming_normal for its CIFAR ResNets and VGGs (there untruncated).
+            # He et al. (2015) normal: tf_keras' HeNormal is likewise truncated at two standard deviations and
+            # scaled to a standard deviation of sqrt(2 / fan_in) after truncation (open_lth's kaiming_normal for its
+            # CIFAR ResNets and VGGs, there untruncated).
             return keras.initializers.HeNormal(seed=seed)
         # TruncatedNormal redraws values beyond two standard deviations, as the paper's TF code did.
         return keras.initializers.TruncatedNormal(stddev=0.1, seed=seed)
@@ -131,10 +133,12 @@ def architecture(name: str):
     return ARCHITECTURES[name]
 
 
-def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0) -> keras.Model:
+def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
+          init: str | None = None, weight_decay: float | None = None) -> keras.Model:
     """Builds model `name` with weights drawn deterministically from `seed`.
 
-    The initialiser and weight decay are the model's (`model_spec(name).init`, `.weight_decay`).
+    The initialiser and weight decay are the model's (`model_spec(name).init`, `.weight_decay`) unless given
+    (--init, --weight_decay).
     """
     if not known(name):
         raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(names()))}")
@@ -142,8 +146,9 @@ def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropou
     if reason:
         raise ValueError(reason)
     spec = model_spec(name)
+    weight_decay = spec.weight_decay if weight_decay is None else weight_decay
     # Keras' L2(c) adds c * sum(w**2), whose gradient is 2c * w: halve the decay to get weight_decay * w.
-    reg = keras.regularizers.L2(spec.weight_decay / 2) if spec.weight_decay else None
+    reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = architecture(spec.builder or name)(inputs, num_classes, _Init(spec.init, seed), reg, dropout)
+    outputs = architecture(spec.builder or name)(inputs, num_classes, _Init(init or spec.init, seed), reg, dropout)
     return keras.Model(inputs, outputs, name=name)

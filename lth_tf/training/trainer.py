@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lth_tf.pruning import masks as pruning
-from lth_tf.training import dropout
+from lth_tf.training import dropout, frozen
 from lth_tf.training.backup import BackupSlot, _Backup, _loss_scale_state, _Recorder
 from lth_tf.training.curve import RoundResult, _EvalCurve
 from lth_tf.training.masked import MaskedTrainer
@@ -60,18 +60,20 @@ class RoundTrainer:
         self.model, self.data, self.spec = self.nets[0], data, spec
         self.wrapped = None
         stacked = len(self.nets) > 1
+        frozen_refs = frozenset(ref for net in self.nets for ref in frozen.refs(
+            net, batchnorm=spec.batchnorm_frozen, output=spec.output_frozen))
         if stacked:
             from lth_tf.training import stacked as stacked_lib
             if spec.trainer != "masked" or spec.mixed_precision:
                 raise ValueError("stacked trials train with trainer='masked' and without mixed precision "
                                  "(one loss scale would be shared by the trials)")
-            self.trainer = stacked_lib.StackedTrainer(self.nets)
+            self.trainer = stacked_lib.StackedTrainer(self.nets, frozen_refs=frozen_refs)
         elif spec.trainer == "tfmot":
             # Shares its variables with `model`; the wrappers' masks are set per round (assign_masks).
             self.wrapped = pruning.wrap(self.model, pruning.full_masks(self.model))
-            self.trainer = MaskedTrainer(self.wrapped, mask_gradients=False)
+            self.trainer = MaskedTrainer(self.wrapped, mask_gradients=False, frozen_refs=frozen_refs)
         elif spec.trainer == "masked":
-            self.trainer = MaskedTrainer(self.model)
+            self.trainer = MaskedTrainer(self.model, frozen_refs=frozen_refs)
         else:
             raise ValueError(f"unknown trainer '{spec.trainer}'; choose masked or tfmot")
         self.steps_per_execution = max(1, min(int(spec.steps_per_execution), spec.chunk))
