@@ -5,7 +5,10 @@ Public API:
   prune_model      from a trained model, a tfmot-wrapped model with the next nested magnitude masks.
   snapshot / restore   weights as {"layer/weight": array}.
   lth_tf.keras3    the same recipe for Keras 3 models on TensorFlow, JAX or PyTorch, without tf_keras or tfmot.
-  lth_tf.experiment.experiment.run, lth_tf.experiment.config.Config   the experiment behind `python -m lth_tf.main`.
+  run_experiment   the experiment of `python -m lth_tf.main` from Python, on a model function and arrays of your
+                   own if you like; writes the same results directory, returns the results table (list of dicts).
+  Config           its configuration (lth_tf.experiment.config.Config).
+  lth_tf.experiment.experiment.run   the experiment loop itself, on an open Store.
 
 Nothing is imported here: each tf_keras module selects legacy Keras itself (lth_tf._env) when first used, so
 `import lth_tf.keras3` leaves TF_USE_LEGACY_KERAS, and so what `tf.keras` means, alone.
@@ -28,10 +31,11 @@ launch.py (and xor/__main__.py); they may import any folder.
 
 __version__ = "0.1.0"
 
-__all__ = ["RewindCallback", "prune_model", "snapshot", "restore", "__version__"]
+__all__ = ["RewindCallback", "prune_model", "snapshot", "restore", "run_experiment", "Config", "__version__"]
 
 _LAZY = {"RewindCallback": "lth_tf.pruning.rewind", "restore": "lth_tf.pruning.rewind",
-         "snapshot": "lth_tf.pruning.rewind", "prune_model": "lth_tf.pruning.masks"}
+         "snapshot": "lth_tf.pruning.rewind", "prune_model": "lth_tf.pruning.masks",
+         "run_experiment": "lth_tf.experiment.api", "Config": "lth_tf.experiment.config"}
 
 
 def __getattr__(name):

@@ -48,7 +48,7 @@ from lth_tf.data import datasets, lookup
 from lth_tf.experiment import files as files_lib
 from lth_tf.experiment.files import StoreError, atomic_write, check_writable
 from lth_tf.experiment import store as store_lib
-from lth_tf.models import networks, specs
+from lth_tf.models import networks, specs, user
 from lth_tf.pruning import masks as pruning
 from lth_tf.pruning import rewind
 
@@ -77,7 +77,9 @@ def _check(results_dir: str, trial: int, variant: str, round_: int, weights: str
     if not saved or "config" not in saved:
         raise ExportError(f"'{results_dir}' is not an lth_tf results directory (no config.json)")
     config = saved["config"]
-    if config.get("model") not in specs.MODELS or _dataset_spec(config) is None:
+    user_model = specs.is_user_model(str(config.get("model")))
+    # A user's model needs no dataset to be rebuilt (its function gives the shapes).
+    if not (user_model or specs.known(str(config.get("model")))) or (not user_model and _dataset_spec(config) is None):
         raise ExportError(f"'{results_dir}/config.json' names an unknown model or dataset "
                           f"({config.get('model')!r}, {config.get('dataset')!r})")
     store = store_lib.Store(results_dir)
@@ -110,8 +112,14 @@ def _dataset_spec(config: dict):
 def _stripped(config: dict, values: dict, masks: dict):
     spec = _dataset_spec(config)
     # The seed does not matter: every weight is overwritten from the stored values.
-    model = networks.build(config["model"], spec.input_shape, spec.num_classes, seed=0,
-                         dropout=config.get("dropout") or 0.0)
+    if specs.is_user_model(config["model"]):  # --model=package.module:function: import and call it again
+        try:
+            model = user.build(config["model"], seed=0)
+        except user.UserModelError as e:
+            raise ExportError(f"--model {config['model']}: {e}") from None
+    else:
+        model = networks.build(config["model"], spec.input_shape, spec.num_classes, seed=0,
+                               dropout=config.get("dropout") or 0.0)
     try:
         rewind.restore(model, values, masks)
     except KeyError as e:

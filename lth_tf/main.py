@@ -14,13 +14,17 @@ from lth_tf import _env  # noqa: F401
 from absl import app, flags, logging
 
 from lth_tf.experiment import config as config_lib
+from lth_tf.analysis import punchline  # no TensorFlow
+from lth_tf.experiment import api  # no TensorFlow
 from lth_tf.models import specs
 
 FLAGS = flags.FLAGS
 DIVERGED = 3  # the exit code of a run stopped by a diverged round (2: bad input, as everywhere)
 D = config_lib.Config  # defaults come from one place
 
-flags.DEFINE_enum("model", D.model, list(specs.MODELS), "Network to prune.")
+flags.DEFINE_string("model", D.model, "Network to prune: " + ", ".join(specs.names()) + ", resnet<N>_w<W> (CIFAR "
+                    "ResNet-N at width W), or your own: package.module:function returning an untrained tf_keras "
+                    "model (see README, 'Your own model').")
 flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default); any "
                     "tensorflow-datasets image-classification name prepared in --data_dir (e.g. cifar100, "
                     "svhn_cropped, kmnist); or package.module:function returning (x_train, y_train, x_test, y_test).")
@@ -199,26 +203,7 @@ def _stop_line(stop, store, current, kept: str = "finished rounds") -> str:
     return f"lth_tf: stopped by {stop.name}; {line}; run the same command again to resume"
 
 
-def open_checked(held: contextlib.ExitStack, cfg, store, chief: bool = True) -> None:
-    """Everything that can be checked before TensorFlow starts, so that a refusal is one line and comes before
-    the data loads: the directory's layout (no symbolic links inside), the directory (or --trial_index trial)
-    lock, then under the config lock: config.json checked (two processes can neither run one trial nor both pass
-    the configuration check), every trial's lock (a --trial_index run started beside a full run is refused at
-    once, not when the full run reaches its trial) and the damaged-file check, and only then config.json
-    written. The locks stay held until `held` closes. A non-chief worker only reads
-    the chief's directory. Raises config.ConfigError or store.StoreError (one line each)."""
-    from lth_tf.experiment import files, integrity  # no TensorFlow
-    if not chief:
-        files.check_writable(store.root)
-        store.check_compatible(cfg.identity_hash(), cfg.identity())
-        return
-    lock = ".lock" if cfg.trial_index is None else f"trial_{cfg.trial_index}/.lock"
-
-    def check():  # before config.json is written: a refused run leaves it as it was
-        for trial in cfg.trial_ids():
-            held.enter_context(store.trial_lock(trial))
-        integrity.check(store, cfg.trial_ids())
-    held.enter_context(store.open(cfg.to_dict(), cfg.identity_hash(), cfg.identity(), lock_name=lock, check=check))
+open_checked = api.open_checked  # lth_tf.instability and the tests use it from here
 
 
 def main(argv) -> None:
@@ -279,12 +264,15 @@ def _run(cfg, store, chief: bool, printer) -> None:
             role = "" if chief else " (not the chief: the chief writes the results)"
             print(f"lth_tf: strategy {cfg.strategy}: {distribute.describe(strategy)}{role}", flush=True)
         if chief:
-            experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
+            rows = experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
         else:  # same steps as the chief (collectives need every worker), writes to a throwaway directory
             with distribute.WorkerStore.opened(results_dir) as worker_store:
                 experiment.run(cfg, worker_store, on_event=printer, dataset=dataset, strategy=strategy)
         print(f"lth_tf: done in {time.perf_counter() - printer.began:.1f}s; table: {results_dir}/results.csv",
               flush=True)
+        line = punchline.comparison(rows) if chief else None  # the ticket against its control, from the table
+        if line:
+            print(f"lth_tf: {line}", flush=True)
     except (config_lib.ConfigError, datasets.DataError, files.StoreError) as e:
         _fail(str(e))
     except Diverged as e:

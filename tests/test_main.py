@@ -88,5 +88,27 @@ def test_quickstart_flagfile_is_small_and_offline():
     with open(os.path.join(ROOT, "flags", "quickstart.flags")) as f:
         text = f.read()
     assert "--dataset=mnist1d" in text and "--model=lenet300_100" in text
+    assert "--variants=lottery,reinit" in text  # the punchline: the ticket against its control
+
+
+def test_punchline_compares_the_sparsest_shared_level():
+    from lth_tf.analysis import punchline
+
+    def row(variant, round_, remaining, accuracy, stop, trial=0):
+        return {"trial": trial, "variant": variant, "round": round_, "weights_remaining": remaining,
+                "test_accuracy_at_early_stop": accuracy, "early_stop_iteration": stop}
+
+    rows = [row("lottery", 0, 1.0, 0.9, 3000), row("lottery", 1, 0.5, 0.92, 2000), row("lottery", 2, 0.25, 0.91, 1800),
+            row("reinit", 1, 0.5, 0.8, 2600)]
+    # round 2 has no reinit: the sparsest level both trained is round 1
+    assert punchline.comparison(rows) == ("at 50% of weights: lottery test accuracy 0.920 (early stop 2000) vs "
+                                          "reinit 0.800 (early stop 2600)")
+    rows += [row("lottery", 2, 0.25, 0.89, 1400, trial=1), row("reinit", 2, 0.25, 0.6, 400),
+             row("reinit", 2, 0.25, 0.7, 600, trial=1)]
+    assert punchline.comparison(rows) == ("at 25% of weights: lottery test accuracy 0.900 (early stop 1600), mean "
+                                          "of 2 trials vs reinit 0.650 (early stop 500)")
+    lottery_only = [r for r in rows if r["variant"] == "lottery"]
+    assert punchline.comparison(lottery_only).endswith("vs the dense network 0.900 (early stop 3000)")
+    assert punchline.comparison(lottery_only[:1]) is None
     for name in ("lenet300_100_mnist", "conv2_cifar10", "conv4_cifar10"):
         assert os.path.exists(os.path.join(ROOT, "flags", f"{name}.flags"))

@@ -104,6 +104,9 @@ def test_quickstart_runs(tmp_path, pythonpath):
     assert re.search(r"reinit   round  1:  80\.\d\d% of weights remain", text)
     assert "survivors start at their initial values: True; pruned ones are 0: True" in text
     assert "ticket gzip" in text  # the export's size table
+    # lth_tf.run_experiment on the notebook's own Conv1D + BatchNorm + Dense model, lottery and reinit
+    assert re.search(r"my_model: at 8\d\.\d+% of weights: lottery test accuracy 0\.\d+ \(early stop \d+\) vs reinit", text)
+    assert os.path.exists(tmp_path / "results" / "my_model" / "results.csv")
     for figure in ("accuracy.png", "early_stop.png", "curves.png"):
         assert os.path.exists(tmp_path / "results" / "quickstart_notebook" / "report" / figure)
     assert os.path.isdir(tmp_path / "results" / "quickstart_notebook" / "tensorboard" / "trial_0" / "reinit" / "round_1")

@@ -6,7 +6,8 @@ the controls, pruning at initialization, instability pairs), store.py and pair_s
 a public contract), files.py (atomic writes and the errors of damaged files), integrity.py (the start-up check
 of a directory), distribute.py (tf.distribute strategies, who writes results), signals.py (a clean stop on
 SIGTERM/SIGINT), interpolation.py (the linear path between two networks, its error barrier), stability.py
-(the instability sweep over rewind iterations).
+(the instability sweep over rewind iterations), api.py (`run_experiment`, the experiment from Python on a model
+function and arrays; `open_checked`, the start-up checks the command lines share; no TensorFlow until it runs).
 May import: lth_tf.training, lth_tf.pruning, lth_tf.data, lth_tf.models (and lth_tf._env). config, files, store,
-pair_store, integrity and signals import no TensorFlow: the command lines refuse bad input before it starts.
+pair_store, integrity, signals and api import no TensorFlow: the command lines refuse bad input before it starts.
 """

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
+import os
+import sys
 
 from lth_tf.data import datasets, lookup  # the registries only: validation must not start TensorFlow
 from lth_tf.models import specs
@@ -41,7 +44,7 @@ _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "d
                  # alone; XLA changes float rounding only.
                  "parallel_trials", "xla"}
 # Identity fields added later: left out of the identity while None, so older directories keep their hash.
-_OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
+_OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations", "model_architecture"}
 # Training hyperparameters with a flag since issue 26 (the model's recipe before): left out of the identity while
 # they equal the model's recipe (`_recipe`), so a directory of the recipe keeps the hash it had before the flags.
 _RECIPE_IDENTITY = ("augment", "weight_decay", "lr_drops", "lr_gamma", "warmup", "nesterov", "init")
@@ -119,16 +122,21 @@ class Config:
     batchnorm_frozen: bool = False  # BatchNorm's gamma and beta keep their initial values (not trained)
     output_frozen: bool = False  # the output layer keeps its initial weights (not trained)
     dataset_fingerprint: str | None = None  # resolve(): a digest of a --dataset=module:function's arrays
+    # --model=package.module:function: resolve() sets it to the built model's architecture digest
+    # (lth_tf.models.user), so that two models, or an edited one, never share a results directory.
+    model_architecture: str | None = None
 
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
         """Fills the paper's defaults for the model and dataset, then validates. Raises ConfigError."""
-        if self.model not in specs.MODELS:
-            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.MODELS)}")
+        user = specs.is_user_model(self.model)
+        if not user and not specs.known(self.model):
+            raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.names())}, "
+                              f"resnet<N>_w<W>, or your own as --model=package.module:function")
         dspec = _dataset_spec(self.dataset, self.data_dir)
         _check_data_options(self, dspec)
-        spec = specs.MODELS[self.model]
-        reason = specs.fits(self.model, tuple(dspec.input_shape))
+        spec = specs.model_spec(self.model)
+        reason = None if user else specs.fits(self.model, tuple(dspec.input_shape))
         if reason:
             raise ConfigError(f"{reason} ('{self.dataset}')")
         batch = self.batch_size if self.batch_size is not None else spec.batch_size
@@ -145,6 +153,7 @@ class Config:
                                else fc_rate / 2),
             variants=tuple(self.variants),
             pruning_scope=self.pruning_scope or ("global" if spec.global_pruning else "layerwise"),
+            model_architecture=_user_architecture(self, dspec) if user else None,
         )
         unknown = [a for a in self.ablation if a not in ABLATIONS]
         if unknown:
@@ -209,7 +218,9 @@ class Config:
              f"{','.join(map(str, self.control_rounds))}")
         need(self.xla in XLA, f"--xla must be one of {', '.join(XLA)}, got '{self.xla}'")
         need(self.parallel_trials >= 1, f"--parallel_trials must be >= 1, got {self.parallel_trials}")
-        if self.parallel_trials > 1:
+        if self.parallel_trials > 1 and specs.is_user_model(self.model):
+            _check_user_stackable(self.model)
+        elif self.parallel_trials > 1:
             need(specs.stackable(self.model), f"--parallel_trials cannot stack {self.model} (BatchNorm); stackable: "
                  f"{', '.join(m for m in specs.MODELS if specs.stackable(m))}")
             for clash, name in ((self.trainer != "masked", "--trainer=tfmot"),
@@ -306,7 +317,57 @@ class Config:
         return d
 
     def results_dir(self) -> str:
-        return self.output_dir or f"results/{self.model}_{self.dataset}_{self.identity_hash()}"
+        model = self.model.replace(":", ".")  # package.module:function -> package.module.function
+        return self.output_dir or f"results/{model}_{self.dataset}_{self.identity_hash()}"
+
+
+def _user_architecture(config: Config, dspec) -> str:
+    """--model=package.module:function: the built model's digest, after the checks (lth_tf.models.user; this
+    imports tf_keras, as the user's module does anyway). Raises ConfigError naming --model."""
+    module = config.model.partition(":")[0]
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # importable from the working directory (as lth_tf.models.user does)
+    try:  # a missing module is refused before TensorFlow starts
+        missing = importlib.util.find_spec(module) is None
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"--model {config.model}: cannot import module '{module}' ({e})") from None
+    except (ImportError, ValueError):  # __main__ (a notebook, a script) and the like: lth_tf.models.user decides
+        missing = False
+    if missing:
+        raise ConfigError(f"--model {config.model}: cannot import module '{module}' (No module named '{module}')")
+    from lth_tf.models import user
+    try:
+        if config.dropout:
+            raise user.UserModelError("--dropout adds layers to the built-in networks only; put Dropout layers "
+                                      "in your model")
+        if config.init is not None:
+            raise user.UserModelError("--init sets the built-in networks' initialisers; your model's are its own")
+        return _describe(user.load(config.model), config.model, tuple(dspec.input_shape), dspec.num_classes).digest
+    except user.UserModelError as e:
+        raise ConfigError(f"--model {config.model}: {e}") from None
+
+
+_DESCRIBED: dict = {}
+
+
+def _describe(function, name: str, input_shape: tuple, num_classes: int):
+    """user.describe, once per (function, dataset shape) in a process: a redefined function is a new key."""
+    from lth_tf.models import user
+    key = (function, name, input_shape, num_classes)
+    if key not in _DESCRIBED:
+        _DESCRIBED[key] = user.describe(name, input_shape, num_classes)
+    return _DESCRIBED[key]
+
+
+def _check_user_stackable(name: str) -> None:
+    from lth_tf.models import user
+    from lth_tf.training import stacked
+    net = user.build(name)
+    try:
+        stacked.check_stackable(net)
+    except stacked.StackError as e:
+        raise ConfigError(str(e).replace(f"stack {net.name}:", f"stack {name}:")) from None
+
 
 
 # ---- datasets, data options and training hyperparameters (issue 26) ---------------------------------------------
@@ -342,10 +403,10 @@ def _check_data_options(config: Config, dspec: datasets.DatasetSpec) -> None:
 
 def _recipe(model: str) -> dict:
     """The model's recipe (specs.ModelSpec) for the hyperparameters that have flags since issue 26."""
-    spec = specs.MODELS.get(model)
-    if spec is None:  # not a registered network (a user's model): plain SGD, its own initialisers
+    if specs.is_user_model(model):  # --model=package.module:function: plain SGD, its own initialisers
         return {"augment": False, "weight_decay": 0.0, "lr_drops": (), "lr_gamma": 0.1, "warmup": 0,
                 "nesterov": False, "init": None}
+    spec = specs.model_spec(model)
     return {"augment": spec.augment, "weight_decay": spec.weight_decay, "lr_drops": tuple(spec.lr_boundaries),
             "lr_gamma": 0.1, "warmup": spec.warmup_iterations, "nesterov": False, "init": spec.init}
 

@@ -48,7 +48,7 @@ from lth_tf.experiment import interpolation
 from lth_tf.experiment.config import AT_INIT, Config
 from lth_tf.experiment.plan import Event, PairSpec, data_key, pair_key, train_spec
 from lth_tf.experiment.store import Store
-from lth_tf.models import networks
+from lth_tf.models import networks, specs, user
 from lth_tf.pruning import init_scores, rewind
 from lth_tf.pruning import masks as pruning
 from lth_tf.training import convergence, summaries
@@ -157,6 +157,8 @@ class _Trial:
     # ---- building blocks -----------------------------------------------------------------------------
     def build(self, seed: int) -> keras.Model:
         with self.scope():
+            if specs.is_user_model(self.config.model):  # --model=package.module:function
+                return user.build(self.config.model, seed=seed, weight_decay=self.config.weight_decay or 0.0)
             return networks.build(self.config.model, self.data.input_shape, self.data.num_classes,
                                   seed=seed, dropout=self.config.dropout, init=self.config.init,
                                   weight_decay=self.config.weight_decay)

@@ -51,7 +51,7 @@ def xla_pays(config: Config, distributed: bool = False) -> bool:
     unchanged reference) in full precision on one device. On a GPU, measure (benchmarks/gpu_check.sh) and pass
     --xla=on or off."""
     steps = (config.rounds + 1) * config.round_iterations
-    return (not specs.MODELS[config.model].image_input and steps >= XLA_MIN_TRIAL_STEPS
+    return (not specs.model_spec(config.model).image_input and steps >= XLA_MIN_TRIAL_STEPS
             and config.trainer == "masked" and not config.mixed_precision and config.strategy == "default"
             and not distributed)
 

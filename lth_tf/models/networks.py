@@ -5,11 +5,11 @@ convolutions are ``conv1, conv2, ...``, hidden dense layers ``fc1, fc2, ...``, t
 Models end in logits (no softmax); train them with ``from_logits=True``.
 
 Each model's architecture, initialiser and weight decay come from its ModelSpec (lth_tf.models.specs), which says
-which version of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Two initialisers:
+which version of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Three initialisers:
 ``normal`` is a normal of std 0.1 and ``glorot`` the Normal Xavier (Glorot & Bengio) of std sqrt(2 / (fan_in +
-fan_out)); ``he`` (--init=he; He et al. 2015) a normal of std sqrt(2 / fan_in); all redraw values beyond two
-standard deviations, as TensorFlow's truncated normal does (glorot and he are rescaled so that the truncated
-distribution has that std). Weight
+fan_out)), ``he`` the He (Kaiming) normal of std sqrt(2 / fan_in) (--init=he; the CIFAR ResNets and VGGs, as
+open_lth); all redraw values beyond two standard deviations, as TensorFlow's truncated normal does (glorot and he
+are rescaled so that the truncated distribution has that std). Weight
 decay is an L2 penalty of ``weight_decay / 2 * sum(w**2)`` on every Dense and Conv2D kernel, so that its
 gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weight decay 1e-4.
 
@@ -20,10 +20,13 @@ gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weigh
 """
 from __future__ import annotations
 
+import functools
+
 from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
-from lth_tf.models.specs import MODELS, fits
+from lth_tf.models import cifar_resnet, cifar_vgg
+from lth_tf.models.specs import fits, known, model_spec, names, resnet_shape
 
 layers = keras.layers
 
@@ -45,7 +48,8 @@ class _Init:
             return keras.initializers.GlorotNormal(seed=seed)
         if self.kind == "he":
             # He et al. (2015) normal: tf_keras' HeNormal is likewise truncated at two standard deviations and
-            # scaled to a standard deviation of sqrt(2 / fan_in) after truncation.
+            # scaled to a standard deviation of sqrt(2 / fan_in) after truncation (open_lth's kaiming_normal for its
+            # CIFAR ResNets and VGGs, there untruncated).
             return keras.initializers.HeNormal(seed=seed)
         # TruncatedNormal redraws values beyond two standard deviations, as the paper's TF code did.
         return keras.initializers.TruncatedNormal(stddev=0.1, seed=seed)
@@ -112,81 +116,39 @@ def _conv6(inputs, num_classes, init, reg, dropout):
     return _dense_head(x, (256, 256), num_classes, init, reg, dropout)
 
 
-def _resnet18(inputs, num_classes, init, reg, dropout):
-    """The paper's "Resnet-18" for CIFAR10: 3x3x16 conv, 3 stages x 3 residual blocks (16, 32, 64), pool, dense.
-
-    Where a block changes the width, its shortcut is a 1x1 convolution (stride 2): with them the convolutions
-    hold 270,256 weights, Figure 1's 270K (without them 267,696).
-    """
-    names = {"conv": 0, "bn": 0}
-
-    def conv_bn(x, filters, strides=1, kernel=3, relu=True):
-        names["conv"] += 1
-        names["bn"] += 1
-        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                          kernel_initializer=init(), kernel_regularizer=reg, name=f"conv{names['conv']}")(x)
-        x = layers.BatchNormalization(name=f"bn{names['bn']}")(x)
-        return layers.ReLU()(x) if relu else x
-
-    x = conv_bn(inputs, 16)
-    for stage, filters in enumerate((16, 32, 64)):
-        for block in range(3):
-            strides = 2 if stage > 0 and block == 0 else 1
-            shortcut = x
-            y = conv_bn(x, filters, strides)
-            y = conv_bn(y, filters, relu=False)
-            if strides != 1 or shortcut.shape[-1] != filters:
-                shortcut = conv_bn(x, filters, strides, kernel=1, relu=False)
-            x = layers.ReLU()(layers.Add()([y, shortcut]))
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout1")(x)
-    return layers.Dense(num_classes, kernel_initializer=init(), kernel_regularizer=reg, name="output")(x)
-
-
-def _vgg19(inputs, num_classes, init, reg, dropout):
-    """VGG-19 for CIFAR10 as in the paper's Section 4: 16 convolutions with BatchNorm, average pool, one dense."""
-    plan = (64, 64, "pool", 128, 128, "pool", 256, 256, 256, 256, "pool",
-            512, 512, 512, 512, "pool", 512, 512, 512, 512)
-    x, conv, pool = inputs, 0, 0
-    for step in plan:
-        if step == "pool":
-            pool += 1
-            x = layers.MaxPooling2D(2, name=f"pool{pool}")(x)
-            continue
-        conv += 1
-        x = layers.Conv2D(step, 3, padding="same", use_bias=False, kernel_initializer=init(),
-                          kernel_regularizer=reg, name=f"conv{conv}")(x)
-        x = layers.BatchNormalization(name=f"bn{conv}")(x)
-        x = layers.ReLU()(x)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout1")(x)
-    return layers.Dense(num_classes, kernel_initializer=init(), kernel_regularizer=reg, name="output")(x)
-
-
 # The architecture registry: ModelSpec.builder (or the model's own name) -> its builder,
 # builder(inputs, num_classes, init, reg, dropout) -> logits.
+# The CIFAR ResNets and VGGs live in cifar_resnet.py and cifar_vgg.py; `resnet18` is ResNet-20 at width 16, and
+# any resnet<N>_w<W> name is ResNet-N at width W (specs.resnet_shape).
 ARCHITECTURES = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv2_iclr": _conv2_iclr, "conv4": _conv4,
-                 "conv4_iclr": _conv4_iclr, "conv6": _conv6, "resnet18": _resnet18, "vgg19": _vgg19}
+                 "conv4_iclr": _conv4_iclr, "conv6": _conv6,
+                 **{f"vgg{depth}": functools.partial(cifar_vgg.vgg, depth=depth) for depth in cifar_vgg.PLANS}}
+
+
+def architecture(name: str):
+    """The builder of architecture `name` (a key of ARCHITECTURES, or a CIFAR ResNet name)."""
+    shape = resnet_shape(name)
+    if shape is not None:
+        return functools.partial(cifar_resnet.resnet, depth=shape[0], width=shape[1])
+    return ARCHITECTURES[name]
 
 
 def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
           init: str | None = None, weight_decay: float | None = None) -> keras.Model:
     """Builds model `name` with weights drawn deterministically from `seed`.
 
-    The initialiser and weight decay are the model's (`MODELS[name].init`, `.weight_decay`) unless given
+    The initialiser and weight decay are the model's (`model_spec(name).init`, `.weight_decay`) unless given
     (--init, --weight_decay).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
+    if not known(name):
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(names()))}")
     reason = fits(name, tuple(input_shape))
     if reason:
         raise ValueError(reason)
-    spec = MODELS[name]
+    spec = model_spec(name)
     weight_decay = spec.weight_decay if weight_decay is None else weight_decay
     # Keras' L2(c) adds c * sum(w**2), whose gradient is 2c * w: halve the decay to get weight_decay * w.
     reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = ARCHITECTURES[spec.builder or name](inputs, num_classes, _Init(init or spec.init, seed), reg, dropout)
+    outputs = architecture(spec.builder or name)(inputs, num_classes, _Init(init or spec.init, seed), reg, dropout)
     return keras.Model(inputs, outputs, name=name)

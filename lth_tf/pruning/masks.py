@@ -46,11 +46,31 @@ def prunable_layers(model: keras.Model) -> list:
 
 
 def output_layer_name(model: keras.Model) -> str:
-    """The output layer: the last dense layer. The paper prunes it at half the fc rate."""
+    """The output layer, which the paper prunes at half the fc rate: the prunable layer that produces the model's
+    output, followed back through layers without a kernel (an Activation, a Dropout, a Reshape); where the output
+    cannot be followed so (a layer of several inputs on the way), the last dense layer."""
+    layer = _producer(model)
+    if layer is not None:
+        return layer.name
     dense = [layer.name for layer in prunable_layers(model) if isinstance(layer, keras.layers.Dense)]
     if not dense:
         raise ValueError(f"model '{model.name}' has no dense output layer")
     return dense[-1]
+
+
+def _producer(model):
+    try:
+        layer = _inner(model.outputs[0]._keras_history.layer)
+        while not isinstance(layer, _PRUNABLE):
+            inbound = layer._inbound_nodes[0].inbound_layers
+            if isinstance(inbound, (list, tuple)):
+                if len(inbound) != 1:
+                    return None
+                inbound = inbound[0]
+            layer = _inner(inbound)
+    except (AttributeError, IndexError, TypeError):  # a model without a traced graph (subclassed)
+        return None
+    return layer
 
 
 def layer_rates(model, fc: float, conv: float, output: float, prune_layers: str = "all") -> dict:

@@ -72,9 +72,9 @@ def _read(name: str, default: int) -> int:
 
 
 def settings(model: str) -> tuple:
-    """(intra_op, inter_op) for a run of `model` (a key of specs.MODELS), whatever --parallel_trials is: the
+    """(intra_op, inter_op) for a run of `model` (a name specs.model_spec knows), whatever --parallel_trials is: the
     defaults above, or the environment's overrides. No TensorFlow; raises ThreadsError for a bad override."""
-    convolutional = specs.MODELS[model].image_input  # the image models are the ones with convolutions
+    convolutional = specs.model_spec(model).image_input  # the image models are the ones with convolutions
     return _read(INTRA_OP_VARIABLE, 0 if convolutional else 1), _read(INTER_OP_VARIABLE, cores())
 
 
