@@ -244,10 +244,10 @@ def test_hyperparameter_flags_on_a_user_model(tmp_path):
         Config(model="tests.user_models:mlp", init="he").resolve()
     settings = dict(data=_arrays(), rounds=0, iterations=40, eval_every=20, learning_rate=0.05)
     norms = {}
-    for decay in (0.0, 5.0):
+    for decay in (0.0, 1.0):
         out = str(tmp_path / f"wd{decay}")
         lth_tf.run_experiment(model=user_models.mlp, output_dir=out, weight_decay=decay, **settings)
         weights = _npz(os.path.join(out, "trial_0", "lottery", "round_0", "weights.npz"))
         norms[decay] = float((weights["dense/kernel"] ** 2).sum())
         assert json.load(open(os.path.join(out, "config.json")))["config"]["weight_decay"] == decay
-    assert norms[5.0] < 0.5 * norms[0.0]
+    assert norms[1.0] < 0.5 * norms[0.0]
