@@ -36,6 +36,8 @@ def randomized(labels: np.ndarray, fraction: float, num_classes: int, seed: int)
 def apply(data, train_subset: int | None = None, random_labels: float | None = None, seed: int = 0):
     """`data` (lth_tf.data.pipelines.Dataset) with the options applied to its training split; `data` itself
     when there are none."""
+    if train_subset is None and not random_labels:
+        return data
     x, y, notes = data.x_train, data.y_train, []
     if train_subset is not None and train_subset < len(x):
         keep = subset_indices(len(x), train_subset, seed)
