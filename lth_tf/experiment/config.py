@@ -30,6 +30,9 @@ OPTIMIZERS = ("sgd", "adam")
 TRAINERS = ("masked", "tfmot")
 PRUNING_SCOPES = ("layerwise", "global")
 XLA = ("auto", "on", "off")
+# The training engine: tf_keras (tfmot's Keras 2; lth_tf.training) or keras3 (Keras 3 on the backend KERAS_BACKEND
+# names: TensorFlow, JAX or PyTorch; lth_tf.keras3.engine).
+ENGINES = ("tf_keras", "keras3")
 
 # Fields that do not change the contents of a finished round: they may differ between runs in one directory.
 _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
@@ -39,6 +42,8 @@ _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "d
                  "parallel_trials", "xla"}
 # Identity fields added later: left out of the identity while None, so older directories keep their hash.
 _OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
+# Identity fields added later with a default: left out of the identity at that default, for the same reason.
+_DEFAULT_IDENTITY = {"engine": "tf_keras"}
 
 
 class ConfigError(ValueError):
@@ -82,6 +87,7 @@ class Config:
     synflow_iterations: int | None = None  # None: 100 with --pruning=synflow
     parallel_trials: int = 1  # train up to this many trials' rounds side by side as one stacked model
     xla: str = "auto"  # XLA-compile the training step: auto (where it pays, experiment.xla_pays), on, off
+    engine: str = "tf_keras"  # tf_keras | keras3 (ENGINES)
 
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
@@ -178,12 +184,30 @@ class Config:
                                 (self.tensorboard, "--tensorboard")):
                 need(not clash, f"--parallel_trials={self.parallel_trials} does not combine with {name}; "
                      f"use --parallel_trials=1 for it")
+        need(self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
+        if self.engine == "keras3":
+            self._validate_keras3()
         need(len(self.variants) > 0, "--variants must name at least one variant")
         unknown = [v for v in self.variants if v not in VARIANTS]
         need(not unknown, f"unknown variant '{','.join(unknown)}'; choose from: {', '.join(VARIANTS)}")
         need(self.rewind_iteration < self.round_iterations,
              f"--rewind_iteration ({self.rewind_iteration}) must be below the iterations per round "
              f"({self.round_iterations})")
+
+    def _validate_keras3(self) -> None:
+        """What the Keras 3 engine does not do (yet): one line each, before anything starts."""
+        for clash, name, missing in (
+                (self.trainer != "masked", f"--trainer={self.trainer}", "tfmot prunes tf_keras models only"),
+                (self.parallel_trials > 1, f"--parallel_trials={self.parallel_trials}",
+                 "stacked trials are not written for Keras 3; use --parallel_trials=1"),
+                (self.strategy != "default", f"--strategy={self.strategy}", "tf.distribute is tf_keras-only here"),
+                (self.mixed_precision, "--mixed_precision", "not written for Keras 3"),
+                (self.tensorboard, "--tensorboard", "the TensorBoard logs are written by tf_keras callbacks"),
+                (self.pruning in AT_INIT, f"--pruning={self.pruning}",
+                 "pruning at initialization scores tf_keras models (lth_tf.pruning.init_scores)")):
+            if clash:
+                raise ConfigError(f"--engine=keras3 does not combine with {name} ({missing}); use --engine=tf_keras "
+                                  "for it")
 
     # ---- derived -------------------------------------------------------------------------------------
     @property
@@ -201,7 +225,8 @@ class Config:
     def identity(self) -> dict:
         """The fields that define what a round's results mean."""
         return {k: v for k, v in sorted(dataclasses.asdict(self).items())
-                if k not in _NOT_IDENTITY and not (k in _OPTIONAL_IDENTITY and v is None)}
+                if k not in _NOT_IDENTITY and not (k in _OPTIONAL_IDENTITY and v is None)
+                and not (k in _DEFAULT_IDENTITY and v == _DEFAULT_IDENTITY[k])}
 
     def identity_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, default=str)

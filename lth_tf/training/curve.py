@@ -4,31 +4,12 @@ early-stop point is the evaluation of minimum validation loss.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 
 from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
-
-@dataclasses.dataclass
-class RoundResult:
-    curve: list  # dicts: iteration, train_loss, val_loss, val_accuracy, test_loss, test_accuracy
-    iterations: int
-    seconds: float
-    weights: dict | None = None  # set by the caller from rewind.snapshot
-    rewind_weights: dict | None = None  # recorded at `record_at`, when asked
-    resumed_from: int = 0  # the iteration a backup let this round start from (0: from the beginning)
-
-    @property
-    def eval_seconds(self) -> float:
-        """Time spent evaluating (included in `seconds`); `seconds - eval_seconds` is pure training."""
-        return float(sum(point.get("eval_seconds", 0.0) for point in self.curve))
-
-    @property
-    def early_stop(self) -> dict:
-        """The evaluation with minimum validation loss (the paper's early-stopping criterion)."""
-        return min(self.curve, key=lambda point: point["val_loss"])
+from lth_tf.training.jobs import RoundResult  # noqa: F401  (re-exported)
 
 
 @contextlib.contextmanager
