@@ -2,9 +2,12 @@
 
 The order is a pure function of (data key, batch position), like the tf_keras engine's (lth_tf.training.streams),
 so a resumed round, or one run in a fresh process, sees exactly the batches an uninterrupted run would: data
-epoch e is the permutation `numpy.random.default_rng([key, e]).permutation(n)` of the training examples, epochs
-one after the other, batches running across epoch boundaries. (It is not the tf_keras engine's order, which
-TensorFlow's stateless random ops draw: the two engines train on the same data in different orders.)
+epochs one after the other, batches running across epoch boundaries, epoch e a permutation of the training
+examples drawn from (key, e):
+
+  on the TensorFlow backend   argsort(tf.random.stateless_uniform([n], seed=(key, e))): the tf_keras engine's
+                              order, so that both engines train the same network on the same batches;
+  on JAX and PyTorch          numpy.random.default_rng([key, e]).permutation(n) (no TensorFlow there).
 
 augment (HxWxC images, resnet18/vgg19): a random horizontal flip and a translation by up to 4 pixels (zero-pad 4,
 crop at a random offset), as lth_tf.data.pipelines does, drawn from `default_rng([key, 1, batch position])`.
@@ -18,15 +21,23 @@ import numpy as np
 
 
 class Batches:
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, key: int, augment: bool = False):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, key: int, augment: bool = False,
+                 tensorflow_order: bool = False):
         self.x, self.y, self.batch_size, self.key, self.augment = x, y, int(batch_size), int(key), augment
+        self.tensorflow_order = tensorflow_order
         self._perms = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
             if len(self._perms) > 2:
                 self._perms.pop(min(self._perms))
-            self._perms[epoch] = np.random.default_rng([self.key, epoch]).permutation(len(self.x))
+            if self.tensorflow_order:  # lth_tf.training.streams.example_order's permutation, op for op
+                import tensorflow as tf
+                seed = tf.constant([self.key, epoch], tf.int64)
+                perm = tf.argsort(tf.random.stateless_uniform([len(self.x)], seed=seed)).numpy()
+            else:
+                perm = np.random.default_rng([self.key, epoch]).permutation(len(self.x))
+            self._perms[epoch] = perm
         return self._perms[epoch]
 
     def indices(self, first_batch: int, steps: int) -> np.ndarray:

@@ -16,7 +16,8 @@ The same contract as the tf_keras engine's lth_tf.training.trainer.RoundTrainer 
 - resuming: the rules of lth_tf.training.backup: after every evaluation but the last, the weights, the
   optimizer's step and slots, the curve so far and the late-rewind weights go to the job's BackupSlot; a
   saved state that fits this round (same total, chunk, start, optimizer shapes, an evaluation point) makes the
-  round continue there, and a resumed round sees the batches an uninterrupted one would (lth_tf.keras3.batches).
+  round continue there, and a resumed round sees the batches an uninterrupted one would (lth_tf.keras3.batches:
+  on TensorFlow the tf_keras engine's data order, elsewhere a numpy one; a backup of another backend is not used).
 
 Data are numpy arrays, fed to `fit` one evaluation chunk at a time (shuffle off, our order): no tf.data.
 
@@ -126,11 +127,12 @@ class Keras3RoundTrainer:
 
     def __init__(self, model, data, spec):
         self.model, self.data, self.spec = model, data, spec
+        self.backend = keras.backend.backend()
         self.optimizer = make_optimizer(spec)
         self.optimizer.watch({layer.name: layer.kernel for layer in prunable_layers(model)})
         self.optimizer.build(model.trainable_variables)
         # JAX compiles every step; on TensorFlow XLA follows the spec (--xla), as in the tf_keras engine.
-        jit = True if keras.backend.backend() == "jax" else bool(spec.jit_compile)
+        jit = True if self.backend == "jax" else bool(spec.jit_compile)
         model.compile(optimizer=self.optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -153,8 +155,9 @@ class Keras3RoundTrainer:
         optimizer.reset(start)
         optimizer.set_masks(job.masks)
         batches = Batches(self.data.x_train, self.data.y_train, spec.batch_size,
-                          spec.seed if job.data_key is None else job.data_key, spec.augment)
-        state = _unpack(job.backup.load(), optimizer, spec, start) if job.backup else None
+                          spec.seed if job.data_key is None else job.data_key, spec.augment,
+                          tensorflow_order=self.backend == "tensorflow")
+        state = _unpack(job.backup.load(), optimizer, spec, start, self.backend) if job.backup else None
         if state:
             done = state["iteration"]
             if job.on_resume:
@@ -187,7 +190,7 @@ class Keras3RoundTrainer:
                 job.on_eval(entry)
             if job.backup and point < spec.total_iterations:
                 job.backup.save(_pack(model, optimizer, spec, start, point, curve, rewind_weights,
-                                      seconds_before + time.perf_counter() - began))
+                                      seconds_before + time.perf_counter() - began, self.backend))
         if record_at and rewind_weights is None and record_at == start:
             rewind_weights = job.start_weights
         return [RoundResult(curve=curve, iterations=spec.total_iterations - start,
@@ -217,9 +220,9 @@ class Keras3RoundTrainer:
                 "eval_seconds": time.perf_counter() - began}
 
 
-def _pack(model, optimizer, spec, start, iteration, curve, rewind_weights, seconds) -> dict:
+def _pack(model, optimizer, spec, start, iteration, curve, rewind_weights, seconds, backend) -> dict:
     variables = optimizer.state_variables()
-    meta = {"version": BACKUP_VERSION, "engine": "keras3", "iteration": iteration, "start": start,
+    meta = {"version": BACKUP_VERSION, "engine": "keras3", "backend": backend, "iteration": iteration, "start": start,
             "chunk_size": spec.chunk, "total": spec.total_iterations, "curve": curve, "seconds": seconds,
             "optimizer_shapes": [list(v.shape) for v in variables]}
     arrays = {"meta": np.array(json.dumps(meta))}
@@ -229,8 +232,9 @@ def _pack(model, optimizer, spec, start, iteration, curve, rewind_weights, secon
     return arrays
 
 
-def _unpack(arrays, optimizer, spec, start) -> dict | None:
-    """The saved state if it fits this round (lth_tf.training.backup's rules), else None: the round starts over."""
+def _unpack(arrays, optimizer, spec, start, backend) -> dict | None:
+    """The saved state if it fits this round (lth_tf.training.backup's rules, and the same backend: the data order
+    is the backend's), else None: the round starts over."""
     if not arrays or "meta" not in arrays:
         return None
     try:
@@ -238,7 +242,7 @@ def _unpack(arrays, optimizer, spec, start) -> dict | None:
     except ValueError:
         return None
     variables = optimizer.state_variables()
-    if (meta.get("version") != BACKUP_VERSION or meta.get("engine") != "keras3"
+    if (meta.get("version") != BACKUP_VERSION or meta.get("engine") != "keras3" or meta.get("backend") != backend
             or meta.get("total") != spec.total_iterations or meta.get("chunk_size") != spec.chunk
             or meta.get("start") != start or meta.get("iteration") not in spec.eval_points(start)[:-1]
             or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):

@@ -27,14 +27,16 @@ from lth_tf.models.specs import MODELS, fits
 class _Init:
     """Hands out a distinct seeded initialiser for each layer, so a model is a pure function of its seed."""
 
-    def __init__(self, keras, kind: str, seed: int):
+    def __init__(self, keras, kind: str, seed: int, seed_limit: int | None = None):
         if kind not in ("normal", "glorot"):
             raise ValueError(f"unknown initialiser '{kind}'")
-        self.keras, self.kind, self.seed, self.count = keras, kind, seed, 0
+        self.keras, self.kind, self.seed, self.count, self.limit = keras, kind, seed, 0, seed_limit
 
     def __call__(self):
         self.count += 1
         seed = self.seed * 1000 + self.count
+        if self.limit is not None:  # Keras 3 takes seeds below 2**32 (the identity for the trials' own seeds)
+            seed %= self.limit
         if self.kind == "glorot":
             # tf_keras' GlorotNormal is a truncated normal at two standard deviations, scaled so that its
             # standard deviation after truncation is sqrt(2 / (fan_in + fan_out)).
@@ -163,9 +165,11 @@ ARCHITECTURES = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv2_iclr": _
                  "conv4_iclr": _conv4_iclr, "conv6": _conv6, "resnet18": _resnet18, "vgg19": _vgg19}
 
 
-def build_with(keras, name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0):
+def build_with(keras, name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
+               seed_limit: int | None = None):
     """Model `name` built with the Keras module `keras` (tf_keras, or Keras 3 on any backend), its weights drawn
-    from `seed`. Both flavours take the same seeded initialisers, so on TensorFlow they draw the same values."""
+    from `seed`. Both flavours take the same seeded initialisers, so on TensorFlow they draw the same values.
+    seed_limit: the layers' seeds are taken modulo it (Keras 3: 2**32)."""
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
     reason = fits(name, tuple(input_shape))
@@ -175,6 +179,6 @@ def build_with(keras, name: str, input_shape: tuple, num_classes: int, seed: int
     # Keras' L2(c) adds c * sum(w**2), whose gradient is 2c * w: halve the decay to get weight_decay * w.
     reg = keras.regularizers.L2(spec.weight_decay / 2) if spec.weight_decay else None
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = ARCHITECTURES[spec.builder or name](keras.layers, inputs, num_classes, _Init(keras, spec.init, seed),
-                                                  reg, dropout)
+    init = _Init(keras, spec.init, seed, seed_limit)
+    outputs = ARCHITECTURES[spec.builder or name](keras.layers, inputs, num_classes, init, reg, dropout)
     return keras.Model(inputs, outputs, name=name)
