@@ -278,6 +278,17 @@ def test_bad_input_one_line_exit_2(flags, env, message, tmp_path):
     assert not os.path.exists(f"{tmp_path}/out")  # nothing written
 
 
+def test_instability_refuses_keras3_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "lth_tf.instability", "--engine=keras3", "--rewind_iterations=0",
+                           f"--output_dir={tmp_path}/out"], env=_env("jax"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("lth_tf: error: lth_tf.instability runs on --engine=tf_keras only (its linear "
+                                   "interpolation, lth_tf.experiment.interpolation, is tf_keras code), not "
+                                   "--engine=keras3")
+    assert not os.path.exists(f"{tmp_path}/out")
+
+
 def test_engine_in_identity_only_when_not_tf_keras():
     from lth_tf.experiment.config import Config
     default = Config(model="lenet300_100", dataset="mnist1d").resolve()

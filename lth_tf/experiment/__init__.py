@@ -6,7 +6,9 @@ the controls, pruning at initialization, instability pairs), store.py and pair_s
 a public contract), files.py (atomic writes and the errors of damaged files), integrity.py (the start-up check
 of a directory), distribute.py (tf.distribute strategies, who writes results), signals.py (a clean stop on
 SIGTERM/SIGINT), interpolation.py (the linear path between two networks, its error barrier), stability.py
-(the instability sweep over rewind iterations).
-May import: lth_tf.training, lth_tf.pruning, lth_tf.data, lth_tf.models (and lth_tf._env). config, files, store,
-pair_store, integrity and signals import no TensorFlow: the command lines refuse bad input before it starts.
+(the instability sweep over rewind iterations), engines.py (which engine trains: tf_keras, lth_tf.training.engine,
+or Keras 3, lth_tf.keras3.engine; the KERAS_BACKEND check).
+May import: lth_tf.training, lth_tf.pruning, lth_tf.data, lth_tf.models, lth_tf.keras3 (and lth_tf._env). config,
+files, store, pair_store, integrity, signals, engines, plan and experiment import no TensorFlow: the command lines
+refuse bad input before it starts, and the Keras 3 engine runs on JAX without it.
 """
