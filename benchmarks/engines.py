@@ -20,6 +20,7 @@ where they are absent (lenet300_100 only: conv2 needs images).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -43,12 +44,15 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--imp_iterations", type=int, default=1000, help="iterations per round of the IMP run")
     p.add_argument("--eval_every", type=int, default=500)
+    p.add_argument("--subset", type=int, default=0, help="train on this many examples, evaluate on a fifth as "
+                   "many each (0: the whole dataset)")
     p.add_argument("--quick", action="store_true", help="tiny settings: --steps=20 --repeats=2 "
-                   "--imp_iterations=40 --eval_every=20")
+                   "--imp_iterations=40 --eval_every=20 --subset=2000")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.imp_iterations, args.eval_every = 20, 2, 40, 20
+        args.subset = args.subset or 2000
     return args
 
 
@@ -76,12 +80,15 @@ def child(model: str, engine_name: str, args) -> dict:
     dataset = dataset_for(model, args)
     engine_field, backend = ENGINES[engine_name]
     data = loading.load(dataset, args.data_dir)
+    if args.subset:
+        n, m = args.subset, max(1, args.subset // 5)
+        data = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n], x_val=data.x_val[:m],
+                                   y_val=data.y_val[:m], x_test=data.x_test[:m], y_test=data.y_test[:m])
     cfg = Config(model=model, dataset=dataset, data_dir=args.data_dir, engine=engine_field, rounds=IMP_ROUNDS,
                  iterations=args.imp_iterations, eval_every=args.eval_every, variants=IMP_VARIANTS).resolve()
     engine = engines.make(cfg)
     engine.set_seed(0)
     spec = train_spec(cfg, 0)
-    import dataclasses
     spec = dataclasses.replace(spec, iterations=args.steps, eval_every=args.steps)  # one evaluation, excluded
     net = engine.build(data, 0)
     start = engine.snapshot(net)

@@ -224,6 +224,10 @@ def main(argv) -> None:
 def _start_keras3(cfg) -> str:
     """--engine=keras3: Keras 3 on its backend; with --deterministic, its seeds (and TensorFlow's op determinism on
     the tensorflow backend). Imports no TensorFlow on the other backends. Returns what to print."""
+    from lth_tf.experiment import engines
+    if engines.keras_backend() == "tensorflow":  # the tf_keras engine's CPU threads, before TensorFlow's first op
+        from lth_tf.training import threads
+        threads.configure(cfg.model)
     import keras
     backend = keras.backend.backend()
     if cfg.deterministic:

@@ -289,6 +289,27 @@ def test_instability_refuses_keras3_in_one_line(tmp_path):
     assert not os.path.exists(f"{tmp_path}/out")
 
 
+@pytest.mark.parametrize("field, value", [("strategy", "mirrored"), ("mixed_precision", True), ("tensorboard", True),
+                                          ("pruning", "synflow"), ("trainer", "tfmot"), ("parallel_trials", 3)])
+def test_config_refuses_what_keras3_cannot_do(field, value):
+    from lth_tf.experiment.config import Config, ConfigError
+    Config(model="lenet300_100", dataset="mnist1d", **{field: value}).resolve()  # fine on tf_keras
+    with pytest.raises(ConfigError, match=r"^--engine=keras3 does not combine with --"):
+        Config(model="lenet300_100", dataset="mnist1d", engine="keras3", **{field: value}).resolve()
+
+
+def test_keras_backend_check(monkeypatch, tmp_path):
+    from lth_tf.experiment import engines
+    if _has("jax"):
+        monkeypatch.setenv("KERAS_BACKEND", "jax")
+        assert engines.keras_backend() == "jax"
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "keras.json").write_text('{"backend": "cntk"}')  # unset: Keras' own configuration decides
+    with pytest.raises(engines.EngineError, match="KERAS_BACKEND=cntk is not a backend"):
+        engines.keras_backend()
+
+
 def test_engine_in_identity_only_when_not_tf_keras():
     from lth_tf.experiment.config import Config
     default = Config(model="lenet300_100", dataset="mnist1d").resolve()

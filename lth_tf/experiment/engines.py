@@ -21,9 +21,9 @@ class EngineError(ValueError):
 
 
 def keras_backend() -> str:
-    """The Keras 3 backend KERAS_BACKEND names (Keras' default, tensorflow, when unset), checked to be known and
+    """The Keras 3 backend KERAS_BACKEND names (when unset: keras.json's, else tensorflow), checked to be known and
     installed (and Keras 3 too). Raises EngineError. Reads the environment only: no import of Keras."""
-    backend = os.environ.get("KERAS_BACKEND", "").strip() or "tensorflow"
+    backend = os.environ.get("KERAS_BACKEND", "").strip() or _configured_backend()
     if backend not in BACKENDS:
         raise EngineError(f"KERAS_BACKEND={backend} is not a backend the keras3 engine runs on; choose one of: "
                           f"{', '.join(BACKENDS)}")
@@ -33,6 +33,17 @@ def keras_backend() -> str:
     if importlib.util.find_spec("keras") is None:
         raise EngineError("--engine=keras3 needs Keras 3 (pip install keras), which is not installed")
     return backend
+
+
+def _configured_backend() -> str:
+    """Where KERAS_BACKEND is unset, Keras reads its keras.json (in KERAS_HOME, else ~/.keras), else tensorflow."""
+    import json
+    path = os.path.join(os.environ.get("KERAS_HOME") or os.path.expanduser(os.path.join("~", ".keras")), "keras.json")
+    try:
+        with open(path) as f:
+            return str(json.load(f).get("backend") or "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
 
 
 def make(config, strategy=None):
