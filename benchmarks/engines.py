@@ -130,7 +130,8 @@ def _dense(engine_field, model, data, spec, engine):
         net.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                              keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")],
-                    jit_compile=True if keras.backend.backend() == "jax" else bool(spec.jit_compile))
+                    jit_compile=True if keras.backend.backend() == "jax" else bool(spec.jit_compile),
+                    steps_per_execution=max(1, min(int(spec.steps_per_execution), spec.chunk)))
 
         def step(key):
             began = time.perf_counter()
@@ -145,7 +146,8 @@ def _dense(engine_field, model, data, spec, engine):
     from lth_tf.training.trainer import RoundTrainer
     streams = RoundTrainer(engine.build(data, 1), data, spec)  # its traced data streams only
     net.compile(optimizer=make_optimizer(spec), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"], steps_per_execution=max(1, min(spec.steps_per_execution, spec.chunk)),
+                metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")],
+                steps_per_execution=max(1, min(spec.steps_per_execution, spec.chunk)),
                 jit_compile=bool(spec.jit_compile))
 
     def step(key):

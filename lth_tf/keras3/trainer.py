@@ -131,13 +131,14 @@ class Keras3RoundTrainer:
         self.optimizer = make_optimizer(spec)
         self.optimizer.watch({layer.name: layer.kernel for layer in prunable_layers(model)})
         self.optimizer.build(model.trainable_variables)
-        # JAX compiles every step; on TensorFlow XLA follows the spec (--xla), as in the tf_keras engine.
+        # JAX compiles every step; on TensorFlow XLA follows the spec (--xla), as in the tf_keras engine. Several
+        # steps per call into the backend, as the tf_keras engine (TrainSpec.steps_per_execution): the same updates.
         jit = True if self.backend == "jax" else bool(spec.jit_compile)
         model.compile(optimizer=self.optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                                keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")],
-                      jit_compile=jit)
+                      jit_compile=jit, steps_per_execution=max(1, min(int(spec.steps_per_execution), spec.chunk)))
 
     def train(self, start_weights: dict, masks: dict, **job) -> RoundResult:
         from lth_tf.training.jobs import Job
