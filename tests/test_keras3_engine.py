@@ -6,7 +6,8 @@ directory OUT; the tests read the stored results (numpy only) and check their pr
 
   tf       (KERAS_BACKEND=tensorflow, one process) lenet300_100 on mnist1d, 300 iterations, 2 rounds,
            --deterministic, on both engines: identical initial weights, round-1 masks agreeing on >= 99% of
-           the weights; a round resumed from its mid-round backup equals the uninterrupted round.
+           the weights, also with late rewinding; a round resumed from its mid-round backup equals the
+           uninterrupted round.
   jax      (KERAS_BACKEND=jax, TensorFlow, tf_keras and tfmot made unimportable) IMP with every control and late
            rewinding, global one-shot pruning, the cross-engine run's settings, and the resume check.
   cli      (the same blocked JAX) `python -m lth_tf.main --engine=keras3` and `python -m lth_tf.report`.
@@ -81,6 +82,8 @@ def _script(run, out):
         keras.utils.set_random_seed(0)
         _experiment(out, "tf_keras", engine="tf_keras", **CROSS)
         _experiment(out, "keras3", engine="keras3", **CROSS)
+        _experiment(out, "tf_keras_late", engine="tf_keras", rewind_iteration=150, **CROSS)
+        _experiment(out, "keras3_late", engine="keras3", rewind_iteration=150, **CROSS)
         _resume(out)
     elif run == "jax":
         _experiment(out, "imp", engine="keras3", **IMP)
@@ -166,6 +169,19 @@ def test_round1_masks_agree_across_engines_on_tensorflow(tf_runs):
     agreement = _agreement(a, b)
     print(f"round-1 masks, tf_keras vs keras3 (tensorflow): {100 * agreement:.2f}% of weights agree")
     assert agreement >= 0.99
+
+
+def test_late_rewinding_matches_across_engines_on_tensorflow(tf_runs):
+    """--rewind_iteration=150 (mid-chunk): both engines record the same iteration-150 weights, and their rounds
+    from 150 on (the schedule and the data order continuing) find the same round-1 mask."""
+    a = _npz(os.path.join(tf_runs, "tf_keras_late", "trial_0", "rewind_weights.npz"))
+    b = _npz(os.path.join(tf_runs, "keras3_late", "trial_0", "rewind_weights.npz"))
+    initial = _npz(os.path.join(tf_runs, "keras3_late", "trial_0", "initial_weights.npz"))
+    assert any(not np.array_equal(b[k], initial[k]) for k in b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    masks = [_round(tf_runs, name, "lottery", 1, "masks") for name in ("tf_keras_late", "keras3_late")]
+    assert _agreement(*masks) >= 0.99
 
 
 def test_round1_masks_on_jax_against_tf_keras(tf_runs, jax_runs):
