@@ -1,7 +1,7 @@
 """The training engines side by side: tf_keras, keras3 on TensorFlow, keras3 on JAX, each setting in a fresh process.
 
     python -m benchmarks.engines                       # lenet300_100 and conv2 on Fashion-MNIST, all three engines
-    python -m benchmarks.engines --quick               # a smoke test: tiny settings, a minute or two
+    python -m benchmarks.engines --quick               # a smoke test: tiny settings, about 7 minutes on 2 cores
     python -m benchmarks.engines --engines=keras3-jax --models=lenet300_100 --dataset=mnist1d   (gpu_check_jax.sh)
 
 For each (model, engine), in its own process (Keras' backend is chosen at import; one engine never warms up
@@ -13,7 +13,9 @@ another's caches):
   2. the wall time of a fixed IMP run through the experiment loop (lth_tf.experiment.experiment.run): 3 rounds
      after the dense one, variants lottery and reinit (7 rounds of --imp_iterations), evaluations every
      --eval_every iterations, data already loaded; and the rounds per hour it makes.
-Then one table, and per model which engine ran the IMP run fastest and by how much.
+Then one table, and per model which engine ran the IMP run fastest and by how much. The full run takes about
+35-45 minutes on 2 CPU cores, most of it conv2 on JAX (XLA's CPU convolutions are slower than TensorFlow's
+oneDNN ones); on a GPU, minutes.
 The dataset is Fashion-MNIST (its IDX files, /usr/share/datasets/fashion-mnist or --data_dir), or mnist1d
 where they are absent (lenet300_100 only: conv2 needs images).
 """
@@ -40,10 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--dataset", default="auto", help="fashion_mnist, mnist1d, or auto (Fashion-MNIST if found)")
     p.add_argument("--data_dir", default=None)
-    p.add_argument("--steps", type=int, default=300, help="steps per timed step measurement")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--imp_iterations", type=int, default=1000, help="iterations per round of the IMP run")
-    p.add_argument("--eval_every", type=int, default=500)
+    p.add_argument("--steps", type=int, default=200, help="steps per timed step measurement")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--imp_iterations", type=int, default=500, help="iterations per round of the IMP run")
+    p.add_argument("--eval_every", type=int, default=250)
     p.add_argument("--subset", type=int, default=0, help="train on this many examples, evaluate on a fifth as "
                    "many each (0: the whole dataset)")
     p.add_argument("--quick", action="store_true", help="tiny settings: --steps=20 --repeats=2 "

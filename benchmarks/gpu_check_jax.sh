@@ -12,6 +12,7 @@
 #                           (README.md, "Keras 3 engine": pip download keras mnist1d --no-deps -d wheels/)
 #   FASHION_DIR=data/fashion-mnist   the four Fashion-MNIST IDX files (.gz), for conv2 (skipped without them)
 #   GPU_CHECK_ARGS="--steps=300 --repeats=5 --imp_iterations=1000 --eval_every=500"   (tiny: --quick)
+# Tested on CPU only (JAX without CUDA, TensorFlow unimportable, --quick): not yet run on a GPU.
 set -u
 OUT="${1:-benchmarks/out_gpu_jax}"
 mkdir -p "$OUT"

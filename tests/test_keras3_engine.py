@@ -74,9 +74,22 @@ def _resume(out):
                    or [p["test_loss"] for p in straight.curve] == [p["test_loss"] for p in resumed.curve]}, f)
 
 
+def _initial_weights(out):
+    """conv2 (truncated normal) and resnet18 (Glorot, BatchNorm) built by both engines from seed 7."""
+    from lth_tf.keras3 import networks as k3
+    from lth_tf.keras3.rewind import snapshot as k3_snapshot
+    from lth_tf.models import networks
+    from lth_tf.pruning.rewind import snapshot
+    for name, shape in (("conv2", (28, 28, 1)), ("resnet18", (32, 32, 3))):
+        np.savez(os.path.join(out, f"init_{name}.npz"),
+                 **{f"tf_keras/{k}": v for k, v in snapshot(networks.build(name, shape, 10, seed=7)).items()},
+                 **{f"keras3/{k}": v for k, v in k3_snapshot(k3.build(name, shape, 10, seed=7)).items()})
+
+
 def _script(run, out):
     import keras
     if run == "tf":
+        _initial_weights(out)
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(0)
@@ -158,6 +171,16 @@ def test_initial_weights_identical_across_engines_on_tensorflow(tf_runs):
     keras3 = _npz(os.path.join(tf_runs, "keras3", "trial_0", "initial_weights.npz"))
     assert sorted(tf_keras) == sorted(keras3) == ["fc1/bias", "fc1/kernel", "fc2/bias", "fc2/kernel",
                                                   "output/bias", "output/kernel"]
+    for key in tf_keras:
+        np.testing.assert_array_equal(tf_keras[key], keras3[key], err_msg=key)
+
+
+@pytest.mark.parametrize("model", ["conv2", "resnet18"])
+def test_initial_weights_identical_for_conv_and_batchnorm_models_on_tensorflow(tf_runs, model):
+    weights = _npz(os.path.join(tf_runs, f"init_{model}.npz"))
+    tf_keras = {k[9:]: v for k, v in weights.items() if k.startswith("tf_keras/")}
+    keras3 = {k[7:]: v for k, v in weights.items() if k.startswith("keras3/")}
+    assert sorted(tf_keras) == sorted(keras3) and "conv1/kernel" in keras3
     for key in tf_keras:
         np.testing.assert_array_equal(tf_keras[key], keras3[key], err_msg=key)
 
