@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from lth_tf.data import datasets
+from lth_tf.data import datasets, lookup
 from lth_tf.experiment.files import StoreError, atomic_write, check_writable
 from lth_tf.experiment import store as store_lib
 from lth_tf.models import networks, specs
@@ -75,7 +75,7 @@ def _check(results_dir: str, trial: int, variant: str, round_: int, weights: str
     if not saved or "config" not in saved:
         raise ExportError(f"'{results_dir}' is not an lth_tf results directory (no config.json)")
     config = saved["config"]
-    if config.get("model") not in specs.MODELS or config.get("dataset") not in datasets.DATASETS:
+    if config.get("model") not in specs.MODELS or _dataset_spec(config) is None:
         raise ExportError(f"'{results_dir}/config.json' names an unknown model or dataset "
                           f"({config.get('model')!r}, {config.get('dataset')!r})")
     store = store_lib.Store(results_dir)
@@ -97,8 +97,16 @@ def build_ticket(results_dir: str, round_: int, trial: int = 0, variant: str = "
     return _stripped(config, values, masks), masks
 
 
+def _dataset_spec(config: dict):
+    """The dataset's spec (a registry name, a tfds name, module:function), or None where it cannot be had."""
+    try:
+        return lookup.spec_for(str(config.get("dataset")), config.get("data_dir"))
+    except datasets.DataError:
+        return None
+
+
 def _stripped(config: dict, values: dict, masks: dict):
-    spec = datasets.DATASETS[config["dataset"]]
+    spec = _dataset_spec(config)
     # The seed does not matter: every weight is overwritten from the stored values.
     model = networks.build(config["model"], spec.input_shape, spec.num_classes, seed=0,
                          dropout=config.get("dropout") or 0.0)

@@ -36,6 +36,9 @@ flags.DEFINE_float("stability_threshold", 0.02, "A network is stable when its te
 flags.DEFINE_bool("bn_recompute", False, "Re-estimate BatchNorm moving statistics on 20 training batches of "
                   "--batch_size at each a (default: interpolate them linearly with the other weights; "
                   "lth_tf.experiment.interpolation).")
+# --train_subset means the path's training split here, as before issue 26 gave lth_tf.main a --train_subset of its
+# own (a subset to train on); the latter is not a flag of this command.
+delattr(FLAGS, "train_subset")
 flags.DEFINE_integer("train_subset", 10_000, "The first N training examples are the training split of the path.")
 
 
@@ -64,7 +67,7 @@ def parse() -> tuple:
         raise config_lib.ConfigError(f"--stability_threshold must be in (0, 1), got {FLAGS.stability_threshold}")
     if FLAGS.train_subset < 1:
         raise config_lib.ConfigError(f"--train_subset must be positive, got {FLAGS.train_subset}")
-    values = {name: FLAGS[name].value for name in cli._FIELDS}
+    values = {name: FLAGS[name].value for name in cli._FIELDS if name != "train_subset"}  # the path's, here
     values.update(variants=("lottery",), output_dir=None)
     base = config_lib.Config(**values).resolve()
     if base.engine != "tf_keras":

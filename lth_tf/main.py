@@ -20,7 +20,9 @@ FLAGS = flags.FLAGS
 D = config_lib.Config  # defaults come from one place
 
 flags.DEFINE_enum("model", D.model, list(specs.MODELS), "Network to prune.")
-flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default).")
+flags.DEFINE_string("dataset", D.dataset, "mnist | fashion_mnist | cifar10 | mnist1d (offline default); any "
+                    "tensorflow-datasets image-classification name prepared in --data_dir (e.g. cifar100, "
+                    "svhn_cropped, kmnist); or package.module:function returning (x_train, y_train, x_test, y_test).")
 flags.DEFINE_string("data_dir", None, "Where datasets are (tfds directory, or IDX files for fashion_mnist/mnist).")
 flags.DEFINE_string("output_dir", None, "Results directory (default: results/<model>_<dataset>_<config hash>).")
 flags.DEFINE_integer("rounds", D.rounds, "Pruning rounds after the dense round 0.")
@@ -82,11 +84,34 @@ _FIELDS = ("model", "dataset", "data_dir", "output_dir", "rounds", "epochs", "it
            "seed", "mixed_precision", "strategy", "deterministic", "tensorboard")
 _FIELDS += ("score_examples_per_class", "synflow_iterations", "parallel_trials", "xla", "engine")
 
+# ---- data options and every training hyperparameter (issue 26): None = the model's recipe ----------------------
+flags.DEFINE_integer("train_subset", None, "Train on a fixed subset of this many training examples (seeded by "
+                     "--seed; after the validation hold-out).")
+flags.DEFINE_float("random_labels", None, "Redraw this fraction of the training labels uniformly (seeded by --seed).")
+flags.DEFINE_bool("augment", None, "Random flips and 4-px translations of training images (default: the model's; "
+                  "resnet18, vgg19 augment).")
+flags.DEFINE_float("weight_decay", None, "Decay gradient weight_decay * w on every Dense and Conv kernel "
+                   "(default: the model's).")
+flags.DEFINE_list("lr_drops", None, "Iterations at which the learning rate drops by --lr_gamma, comma-separated; "
+                  "epochs written 80ep (default: the model's).")
+flags.DEFINE_float("lr_gamma", None, "Factor of each learning-rate drop (default 0.1).")
+flags.DEFINE_string("warmup", None, "Linear learning-rate warm-up over this many iterations, or epochs written 5ep "
+                    "(default: the model's).")
+flags.DEFINE_bool("nesterov", None, "Nesterov momentum (SGD; default off).")
+flags.DEFINE_enum("init", None, list(config_lib.INITS), "Initialisation: normal (std 0.1), glorot (Normal Xavier), "
+                  "he; each truncated at 2 std (default: the model's).")
+flags.DEFINE_bool("batchnorm_frozen", D.batchnorm_frozen, "BatchNorm gamma and beta are not trained.")
+flags.DEFINE_bool("output_frozen", D.output_frozen, "The output layer is not trained.")
+_FIELDS += ("train_subset", "random_labels", "augment", "weight_decay", "lr_gamma", "warmup", "nesterov", "init",
+            "batchnorm_frozen", "output_frozen")
+
 
 def config_from_flags() -> config_lib.Config:
     values = {name: FLAGS[name].value for name in _FIELDS}
     values["variants"] = tuple(v.strip() for v in FLAGS.variants if v.strip())
     values["ablation"] = tuple(a.strip() for a in FLAGS.ablation if a.strip())
+    if FLAGS.lr_drops is not None:  # --lr_drops= (empty): no drops
+        values["lr_drops"] = tuple(d.strip() for d in FLAGS.lr_drops if d.strip())
     try:
         values["control_rounds"] = tuple(int(r) for r in FLAGS.control_rounds if r.strip())
     except ValueError:
@@ -263,7 +288,9 @@ def _run(cfg, store, chief: bool, printer) -> None:
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
         dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
-        print(f"lth_tf: {cfg.model}{engine_line} on {cfg.dataset} ({dataset.source}), {cfg.rounds} rounds x "
+        data_note = (f"; training subset of {cfg.train_subset}" if cfg.train_subset else "") + (
+            f"; {cfg.random_labels:g} of the training labels random" if cfg.random_labels else "")
+        print(f"lth_tf: {cfg.model}{engine_line} on {cfg.dataset} ({dataset.source}{data_note}), {cfg.rounds} rounds x "
               f"{cfg.round_iterations} iterations, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
         if cfg.tensorboard and chief:

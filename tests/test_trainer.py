@@ -207,6 +207,15 @@ def test_the_trainers_streams_are_train_stream_built_once(tiny):
     assert trainer._make_stream.experimental_get_tracing_count() == 1
 
 
+def test_the_trainers_pipelines_are_not_autotuned(tiny):
+    # Deleting an autotuned iterator (every fit's end) could wait out its model thread's sleep, up to seconds:
+    # issue 29's bimodal rounds. Every pipeline a round iterates is built without autotuning.
+    trainer = RoundTrainer([net(), net()], tiny, spec(batch_size=7))
+    pipelines = {"stream": trainer.stream(3), "stacked": trainer.stacked_stream([3, 4]),
+                 "validation": trainer.val_data, "test": trainer.test_data}
+    assert {name: ds.options().autotune.enabled for name, ds in pipelines.items()} == dict.fromkeys(pipelines, False)
+
+
 class _RateProbe(keras.callbacks.Callback):
     """The learning rate each training step uses, and the optimizer's step at train begin."""
 

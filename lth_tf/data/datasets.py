@@ -7,6 +7,10 @@ looks a name up here and reads the data with the spec's loader:
                            directory), else tensorflow-datasets
     cifar10                "tfds": tensorflow-datasets
     mnist1d                "mnist1d": generated locally (Greydanus's MNIST-1D), never downloaded
+
+Beyond the registry, `lth_tf.data.lookup.spec_for` also takes any tensorflow-datasets image-classification name prepared in
+--data_dir (lth_tf.data.tfds_info: its builder's info, read offline) and ``package.module:function`` returning
+arrays (lth_tf.data.arrays: the function is called once, its arrays checked and kept in memory).
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ class DatasetSpec:
     # How `lth_tf.data.loading.load` gets the arrays: a key of loading.LOADERS. It says where the data comes from,
     # not what it is, so two specs of the same data compare equal whatever reads them.
     loader: str = dataclasses.field(default="tfds", compare=False)
+    # A digest of a --dataset=module:function's arrays (lth_tf.data.arrays): the configuration's identity covers
+    # it, so edited arrays never share a results directory with the old ones. None for named datasets.
+    fingerprint: str | None = dataclasses.field(default=None, compare=False)
 
 
 MNIST1D_SAMPLES = 10_000  # 8000 train (800 of them validation) / 2000 test; ~5 s to generate
@@ -38,3 +45,4 @@ DATASETS = {
     "cifar10": DatasetSpec((32, 32, 3), 10, 5000, 50_000, loader="tfds"),
     "mnist1d": DatasetSpec((40,), 10, MNIST1D_SAMPLES * 8 // 10 // 10, MNIST1D_SAMPLES * 8 // 10, loader="mnist1d"),
 }
+

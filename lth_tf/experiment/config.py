@@ -4,6 +4,9 @@
 defaults and checks everything, raising ConfigError with one clear line. The hash covers only the fields
 that change what a finished round contains, so raising --rounds or --trials continues an experiment,
 while changing, say, the learning rate is refused in the same directory.
+Fields added after results directories existed enter the identity only where they differ from what was done
+before (None, or the model's recipe for the training hyperparameters of issue 26), so those directories keep
+their hash.
 
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
     cfg.batch_size, cfg.identity_hash()
@@ -15,7 +18,7 @@ import hashlib
 import json
 import math
 
-from lth_tf.data import datasets  # the registries only: validation must not start TensorFlow
+from lth_tf.data import datasets, lookup  # the registries only: validation must not start TensorFlow
 from lth_tf.models import specs
 
 VARIANTS = ("lottery", "reinit", "rearrange", "shuffle", "invert")
@@ -42,8 +45,14 @@ _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "d
                  "parallel_trials", "xla"}
 # Identity fields added later: left out of the identity while None, so older directories keep their hash.
 _OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations"}
-# Identity fields added later with a default: left out of the identity at that default, for the same reason.
-_DEFAULT_IDENTITY = {"engine": "tf_keras"}
+# Training hyperparameters with a flag since issue 26 (the model's recipe before): left out of the identity while
+# they equal the model's recipe (`_recipe`), so a directory of the recipe keeps the hash it had before the flags.
+_RECIPE_IDENTITY = ("augment", "weight_decay", "lr_drops", "lr_gamma", "warmup", "nesterov", "init")
+# Data and training options since issue 26, and the engine (issue 27): left out of the identity at these values
+# (what was done before).
+_DEFAULT_IDENTITY = {"train_subset": None, "random_labels": 0.0, "batchnorm_frozen": False, "output_frozen": False,
+                     "dataset_fingerprint": None, "engine": "tf_keras"}
+INITS = ("normal", "glorot", "he")
 
 
 class ConfigError(ValueError):
@@ -87,16 +96,29 @@ class Config:
     synflow_iterations: int | None = None  # None: 100 with --pruning=synflow
     parallel_trials: int = 1  # train up to this many trials' rounds side by side as one stacked model
     xla: str = "auto"  # XLA-compile the training step: auto (where it pays, experiment.xla_pays), on, off
-    engine: str = "tf_keras"  # tf_keras | keras3 (ENGINES)
+    # ---- data options and training hyperparameters (issue 26; None: the model's recipe, ModelSpec) -------------
+    train_subset: int | None = None  # train on a fixed, seeded subset of this many examples (after validation)
+    random_labels: float | None = None  # this fraction of the training labels redrawn (seeded); resolved: 0.0
+    augment: bool | None = None  # random flips and 4-px translations of the training images
+    weight_decay: float | None = None  # decay gradient weight_decay * w on every Dense and Conv kernel
+    lr_drops: tuple | None = None  # iterations (int) or epochs ("80ep") where the rate drops; resolved: iterations
+    lr_gamma: float | None = None  # the factor of each drop (the recipe's: 0.1)
+    warmup: int | str | None = None  # linear warm-up over this many iterations (int) or epochs ("5ep")
+    nesterov: bool | None = None  # Nesterov momentum (SGD)
+    init: str | None = None  # normal (std 0.1) | glorot | he, each a normal truncated at 2 std (models.networks)
+    batchnorm_frozen: bool = False  # BatchNorm's gamma and beta keep their initial values (not trained)
+    output_frozen: bool = False  # the output layer keeps its initial weights (not trained)
+    dataset_fingerprint: str | None = None  # resolve(): a digest of a --dataset=module:function's arrays
+    engine: str = "tf_keras"  # tf_keras | keras3 (ENGINES; issue 27)
 
     # ---- resolution ----------------------------------------------------------------------------------
     def resolve(self) -> "Config":
         """Fills the paper's defaults for the model and dataset, then validates. Raises ConfigError."""
         if self.model not in specs.MODELS:
             raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.MODELS)}")
-        if self.dataset not in datasets.DATASETS:
-            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(datasets.DATASETS)}")
-        spec, dspec = specs.MODELS[self.model], datasets.DATASETS[self.dataset]
+        dspec = _dataset_spec(self.dataset, self.data_dir)
+        _check_data_options(self, dspec)
+        spec = specs.MODELS[self.model]
         reason = specs.fits(self.model, tuple(dspec.input_shape))
         if reason:
             raise ConfigError(f"{reason} ('{self.dataset}')")
@@ -130,10 +152,12 @@ class Config:
             filled = dataclasses.replace(filled, epochs=spec.epochs)  # the paper gives epochs (arXiv v1, Figure 1)
         elif filled.epochs is None and filled.iterations is None and isinstance(batch, int) and batch > 0:
             # The paper trains for a fixed number of iterations; express it in epochs of this dataset.
-            train_size = dspec.train_size - dspec.validation_size
+            train_size = _train_examples(dspec, self.train_subset)
             filled = dataclasses.replace(filled, epochs=max(1, round(spec.iterations * batch / train_size)))
+        filled = dataclasses.replace(filled, random_labels=self.random_labels or 0.0,
+                                     dataset_fingerprint=dspec.fingerprint)
         filled._validate()
-        return filled
+        return _resolve_hyperparameters(filled, dspec)
 
     def _validate(self) -> None:
         def need(condition, message):
@@ -204,7 +228,11 @@ class Config:
                 (self.mixed_precision, "--mixed_precision", "not written for Keras 3"),
                 (self.tensorboard, "--tensorboard", "the TensorBoard logs are written by tf_keras callbacks"),
                 (self.pruning in AT_INIT, f"--pruning={self.pruning}",
-                 "pruning at initialization scores tf_keras models (lth_tf.pruning.init_scores)")):
+                 "pruning at initialization scores tf_keras models (lth_tf.pruning.init_scores)"),
+                (self.batchnorm_frozen, "--batchnorm_frozen", "frozen parameters are lth_tf.training.frozen's, "
+                 "tf_keras-only"),
+                (self.output_frozen, "--output_frozen", "frozen parameters are lth_tf.training.frozen's, "
+                 "tf_keras-only")):
             if clash:
                 raise ConfigError(f"--engine=keras3 does not combine with {name} ({missing}); use --engine=tf_keras "
                                   "for it")
@@ -215,17 +243,23 @@ class Config:
         """Training steps per round before rounding up to a multiple of eval_every."""
         if self.iterations is not None:
             return int(self.iterations)
-        dspec = datasets.DATASETS[self.dataset]
-        steps_per_epoch = math.ceil((dspec.train_size - dspec.validation_size) / self.batch_size)
-        return max(1, int(round(self.epochs * steps_per_epoch)))
+        return max(1, int(round(self.epochs * self.steps_per_epoch)))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps per pass over the training examples (validation held out, --train_subset applied)."""
+        dspec = _dataset_spec(self.dataset, self.data_dir)
+        return math.ceil(_train_examples(dspec, self.train_subset) / self.batch_size)
 
     def trial_ids(self) -> list:
         return [self.trial_index] if self.trial_index is not None else list(range(self.trials))
 
     def identity(self) -> dict:
         """The fields that define what a round's results mean."""
+        recipe = _recipe(self.model)
         return {k: v for k, v in sorted(dataclasses.asdict(self).items())
                 if k not in _NOT_IDENTITY and not (k in _OPTIONAL_IDENTITY and v is None)
+                and not (k in _RECIPE_IDENTITY and v == recipe[k])
                 and not (k in _DEFAULT_IDENTITY and v == _DEFAULT_IDENTITY[k])}
 
     def identity_hash(self) -> str:
@@ -237,8 +271,103 @@ class Config:
         d["variants"] = list(self.variants)
         d["ablation"] = list(self.ablation)
         d["control_rounds"] = list(self.control_rounds)
+        d["lr_drops"] = list(self.lr_drops) if self.lr_drops is not None else None
         d["round_iterations"] = self.round_iterations
         return d
 
     def results_dir(self) -> str:
         return self.output_dir or f"results/{self.model}_{self.dataset}_{self.identity_hash()}"
+
+
+# ---- datasets, data options and training hyperparameters (issue 26) ---------------------------------------------
+def _dataset_spec(name: str, data_dir: str | None) -> datasets.DatasetSpec:
+    """--dataset's spec (a registry name, a prepared tfds image-classification name, or module:function)."""
+    try:
+        return lookup.spec_for(name, data_dir)
+    except datasets.DataError as e:
+        message = str(e)
+        if "--dataset" not in message:
+            message = f"--dataset: {message}"
+        raise ConfigError(message) from None
+
+
+def _train_examples(dspec: datasets.DatasetSpec, train_subset: int | None) -> int:
+    """The examples a round trains on: the training split less validation, or --train_subset of them."""
+    return train_subset if train_subset is not None else dspec.train_size - dspec.validation_size
+
+
+def _check_data_options(config: Config, dspec: datasets.DatasetSpec) -> None:
+    available = dspec.train_size - dspec.validation_size
+    n = config.train_subset
+    if n is not None and not (isinstance(n, int) and 1 <= n <= available):
+        raise ConfigError(f"--train_subset must be in [1, {available}] (the training examples of "
+                          f"'{config.dataset}' after validation), got {n}")
+    f = config.random_labels
+    if f is not None and not (isinstance(f, (int, float)) and 0.0 <= f <= 1.0):
+        raise ConfigError(f"--random_labels must be in [0, 1], got {f}")
+    if config.augment and len(dspec.input_shape) != 3:
+        raise ConfigError(f"--augment needs images (height, width, channels); '{config.dataset}' gives shape "
+                          f"{tuple(dspec.input_shape)}")
+
+
+def _recipe(model: str) -> dict:
+    """The model's recipe (specs.ModelSpec) for the hyperparameters that have flags since issue 26."""
+    spec = specs.MODELS.get(model)
+    if spec is None:  # not a registered network (a user's model): plain SGD, its own initialisers
+        return {"augment": False, "weight_decay": 0.0, "lr_drops": (), "lr_gamma": 0.1, "warmup": 0,
+                "nesterov": False, "init": None}
+    return {"augment": spec.augment, "weight_decay": spec.weight_decay, "lr_drops": tuple(spec.lr_boundaries),
+            "lr_gamma": 0.1, "warmup": spec.warmup_iterations, "nesterov": False, "init": spec.init}
+
+
+def iterations_of(value, flag: str, steps_per_epoch: int) -> int:
+    """An iteration count: an int, its decimal string, or epochs written "80ep" (80 * steps per epoch, rounded;
+    fractions allowed: "0.5ep"). Raises ConfigError naming `flag`."""
+    text = str(value).strip()
+    try:
+        if text.endswith("ep"):
+            epochs = float(text[:-2])
+            if not math.isfinite(epochs) or epochs < 0:
+                raise ValueError
+            return int(round(epochs * steps_per_epoch))
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(text) if not isinstance(value, (int, float)) else int(value)
+    except ValueError:
+        raise ConfigError(f"{flag}: '{text}' is neither iterations (e.g. 20000) nor epochs (e.g. 80ep)") from None
+
+
+def _resolve_hyperparameters(config: Config, dspec: datasets.DatasetSpec) -> Config:
+    """Fills the recipe's value for each hyperparameter left None, turns epochs ("80ep") into iterations, and
+    checks them. A user's --lr_drops must increase and fall inside training; the recipe's are kept as the model
+    defines them (a short test run of resnet18 simply never reaches its drops). Resolving twice changes nothing."""
+    recipe, per_epoch, total = _recipe(config.model), config.steps_per_epoch, config.round_iterations
+    drops = recipe["lr_drops"]
+    if config.lr_drops is not None:
+        given = config.lr_drops.split(",") if isinstance(config.lr_drops, str) else config.lr_drops
+        drops = tuple(iterations_of(d, "--lr_drops", per_epoch) for d in given if str(d).strip())
+        if any(b <= a for a, b in zip(drops, drops[1:])) or (drops and drops[0] <= 0):
+            raise ConfigError(f"--lr_drops must be positive and increasing, got {','.join(map(str, drops))} "
+                              f"(iterations)")
+        if drops and drops[-1] >= total and drops != recipe["lr_drops"]:  # resolving twice keeps the recipe's
+            raise ConfigError(f"--lr_drops: a drop at iteration {drops[-1]} is beyond training ({total} "
+                              f"iterations per round)")
+    warmup = recipe["warmup"] if config.warmup is None else iterations_of(config.warmup, "--warmup", per_epoch)
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}")
+    resolved = dataclasses.replace(
+        config, lr_drops=drops, warmup=warmup,
+        augment=recipe["augment"] if config.augment is None else bool(config.augment),
+        weight_decay=recipe["weight_decay"] if config.weight_decay is None else config.weight_decay,
+        lr_gamma=recipe["lr_gamma"] if config.lr_gamma is None else config.lr_gamma,
+        nesterov=recipe["nesterov"] if config.nesterov is None else bool(config.nesterov),
+        init=recipe["init"] if config.init is None else config.init)
+    if not (isinstance(resolved.weight_decay, (int, float)) and resolved.weight_decay >= 0):
+        raise ConfigError(f"--weight_decay must be >= 0, got {resolved.weight_decay}")
+    if not (isinstance(resolved.lr_gamma, (int, float)) and 0.0 < resolved.lr_gamma <= 1.0):
+        raise ConfigError(f"--lr_gamma must be in (0, 1], got {resolved.lr_gamma}")
+    if resolved.init is not None and resolved.init not in INITS:
+        raise ConfigError(f"--init must be one of {', '.join(INITS)}, got '{resolved.init}'")
+    if resolved.nesterov and resolved.optimizer != "sgd":
+        raise ConfigError(f"--nesterov needs --optimizer=sgd (the model's optimizer is {resolved.optimizer})")
+    return resolved

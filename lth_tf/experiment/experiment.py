@@ -45,6 +45,7 @@ import contextlib
 import numpy as np
 
 from lth_tf.data import loading
+from lth_tf.data import options as data_options
 from lth_tf.data.pipelines import Dataset
 from lth_tf.experiment import engines
 from lth_tf.experiment.config import AT_INIT, Config, ConfigError
@@ -65,6 +66,8 @@ def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = N
                           f"lth_tf.experiment.interpolation, is tf_keras code), not on --engine={config.engine}")
     engine = engines.make(config, strategy)
     dataset = dataset or loading.load(config.dataset, config.data_dir, seed=config.seed)
+    # --train_subset and --random_labels (seeded by --seed), applied to whichever dataset was given or loaded.
+    dataset = data_options.apply(dataset, config.train_subset, config.random_labels, seed=config.seed)
     ids = config.trial_ids()
     width = config.parallel_trials
     for group in [ids[i:i + width] for i in range(0, len(ids), width)]:

@@ -26,13 +26,15 @@ class Event:
 
 def train_spec(config: Config, trial_seed: int, distributed: bool = False) -> TrainSpec:
     """distributed: the trainer is built under a tf.distribute strategy (given to `run`)."""
-    spec = specs.MODELS[config.model]
     xla = config.xla == "on" or (config.xla == "auto" and xla_pays(config, distributed))
+    # The schedule, augmentation and frozen parameters are the resolved config's (the model's recipe by default).
     return TrainSpec(
         batch_size=config.batch_size, learning_rate=config.learning_rate, iterations=config.round_iterations,
         eval_every=config.eval_every, optimizer=config.optimizer, momentum=config.momentum,
-        lr_boundaries=spec.lr_boundaries, warmup_iterations=spec.warmup_iterations, augment=spec.augment,
-        seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer, jit_compile=xla)
+        lr_boundaries=tuple(config.lr_drops), warmup_iterations=int(config.warmup), augment=bool(config.augment),
+        seed=trial_seed, mixed_precision=config.mixed_precision, trainer=config.trainer, jit_compile=xla,
+        lr_gamma=config.lr_gamma, nesterov=bool(config.nesterov), batchnorm_frozen=config.batchnorm_frozen,
+        output_frozen=config.output_frozen)
 
 
 # XLA compiles a trainer's step once (a few seconds on 2 CPU cores) and then saves about a fifth of each step

@@ -32,7 +32,8 @@ class Keras3Engine:
 
     def build(self, data, seed: int):
         return networks.build(self.config.model, data.input_shape, data.num_classes, seed=seed,
-                              dropout=self.config.dropout)
+                              dropout=self.config.dropout, init=self.config.init,
+                              weight_decay=self.config.weight_decay)
 
     def snapshot(self, model) -> dict:
         return snapshot(model)

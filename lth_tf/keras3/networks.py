@@ -18,7 +18,9 @@ import keras
 from lth_tf.models.architectures import build_with
 
 
-def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0) -> keras.Model:
+def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
+          init: str | None = None, weight_decay: float | None = None) -> keras.Model:
     """Keras 3 model `name` with weights drawn deterministically from `seed` (the model's initialiser and
-    weight decay, `lth_tf.models.specs.MODELS[name]`)."""
-    return build_with(keras, name, input_shape, num_classes, seed=seed, dropout=dropout, seed_limit=1 << 32)
+    weight decay, `lth_tf.models.specs.MODELS[name]`, unless given: --init, --weight_decay)."""
+    return build_with(keras, name, input_shape, num_classes, seed=seed, dropout=dropout, init=init,
+                      weight_decay=weight_decay, seed_limit=1 << 32)

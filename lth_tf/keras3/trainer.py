@@ -43,23 +43,25 @@ _PIECE_BYTES = 64 << 20  # a fit's batches are gathered at most this many bytes 
 
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then 10x drops at the boundaries; evaluated at step + offset, the optimizer's
-    `schedule_offset` variable (the iteration a late-rewound round starts from), as lth_tf.training.schedule."""
+    """Linear warm-up, then drops by `gamma` at the boundaries; evaluated at step + offset, the optimizer's
+    `schedule_offset` variable (the iteration a late-rewound round starts from), as lth_tf.training.schedule:
+    lr(t) = rate * gamma^(number of boundaries d with t >= d) * min(1, (t + 1) / warmup)."""
 
-    def __init__(self, rate, boundaries, warmup):
-        self.rate, self.boundaries, self.warmup, self.offset = rate, tuple(boundaries), warmup, None
+    def __init__(self, rate, boundaries, warmup, gamma=0.1):
+        self.rate, self.boundaries, self.warmup, self.gamma = rate, tuple(boundaries), warmup, gamma
+        self.offset = None
 
     def __call__(self, step):
         step = ops.cast(step, "float32") + (ops.cast(self.offset, "float32") if self.offset is not None else 0.0)
         rate = ops.convert_to_tensor(self.rate, "float32")
         for boundary in self.boundaries:
-            rate = ops.where(step >= boundary, rate * 0.1, rate)
+            rate = ops.where(step >= boundary, rate * self.gamma, rate)
         if self.warmup:
             rate = rate * ops.minimum(1.0, (step + 1.0) / self.warmup)
         return rate
 
     def get_config(self):
-        return {"rate": self.rate, "boundaries": self.boundaries, "warmup": self.warmup}
+        return {"rate": self.rate, "boundaries": self.boundaries, "warmup": self.warmup, "gamma": self.gamma}
 
 
 class _MaskedOptimizer:
@@ -111,11 +113,11 @@ class _MaskedOptimizer:
 def make_optimizer(spec) -> keras.optimizers.Optimizer:
     rate = spec.learning_rate
     if spec.lr_boundaries or spec.warmup_iterations:
-        rate = _Schedule(spec.learning_rate, spec.lr_boundaries, spec.warmup_iterations)
+        rate = _Schedule(spec.learning_rate, spec.lr_boundaries, spec.warmup_iterations, spec.lr_gamma)
     if spec.optimizer == "adam":
         cls, kwargs = keras.optimizers.Adam, {}
     else:
-        cls, kwargs = keras.optimizers.SGD, {"momentum": spec.momentum}
+        cls, kwargs = keras.optimizers.SGD, {"momentum": spec.momentum, "nesterov": spec.nesterov}
     masked = type(f"Masked{cls.__name__}", (_MaskedOptimizer, cls), {})
     return masked(learning_rate=rate, **kwargs)
 

@@ -7,7 +7,9 @@ Models end in logits (no softmax); train them with ``from_logits=True``.
 Each model's architecture, initialiser and weight decay come from its ModelSpec (lth_tf.models.specs), which says
 which version of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Two initialisers:
 ``normal`` is a normal of std 0.1 and ``glorot`` the Normal Xavier (Glorot & Bengio) of std sqrt(2 / (fan_in +
-fan_out)); both redraw values beyond two standard deviations, as TensorFlow's truncated normal does. Weight
+fan_out)); ``he`` (--init=he; He et al. 2015) a normal of std sqrt(2 / fan_in); all redraw values beyond two
+standard deviations, as TensorFlow's truncated normal does (glorot and he are rescaled so that the truncated
+distribution has that std). Weight
 decay is an L2 penalty of ``weight_decay / 2 * sum(w**2)`` on every Dense and Conv2D kernel, so that its
 gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weight decay 1e-4.
 
@@ -28,7 +30,7 @@ class _Init:
     """Hands out a distinct seeded initialiser for each layer, so a model is a pure function of its seed."""
 
     def __init__(self, keras, kind: str, seed: int, seed_limit: int | None = None):
-        if kind not in ("normal", "glorot"):
+        if kind not in ("normal", "glorot", "he"):
             raise ValueError(f"unknown initialiser '{kind}'")
         self.keras, self.kind, self.seed, self.count, self.limit = keras, kind, seed, 0, seed_limit
 
@@ -41,6 +43,10 @@ class _Init:
             # tf_keras' GlorotNormal is a truncated normal at two standard deviations, scaled so that its
             # standard deviation after truncation is sqrt(2 / (fan_in + fan_out)).
             return self.keras.initializers.GlorotNormal(seed=seed)
+        if self.kind == "he":
+            # He et al. (2015) normal: tf_keras' HeNormal is likewise truncated at two standard deviations and
+            # scaled to a standard deviation of sqrt(2 / fan_in) after truncation.
+            return self.keras.initializers.HeNormal(seed=seed)
         # TruncatedNormal redraws values beyond two standard deviations, as the paper's TF code did.
         return self.keras.initializers.TruncatedNormal(stddev=0.1, seed=seed)
 
@@ -166,19 +172,21 @@ ARCHITECTURES = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv2_iclr": _
 
 
 def build_with(keras, name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
-               seed_limit: int | None = None):
+               init: str | None = None, weight_decay: float | None = None, seed_limit: int | None = None):
     """Model `name` built with the Keras module `keras` (tf_keras, or Keras 3 on any backend), its weights drawn
     from `seed`. Both flavours take the same seeded initialisers, so on TensorFlow they draw the same values.
-    seed_limit: the layers' seeds are taken modulo it (Keras 3: 2**32)."""
+    The initialiser and weight decay are the model's (`MODELS[name].init`, `.weight_decay`) unless given
+    (--init, --weight_decay). seed_limit: the layers' seeds are taken modulo it (Keras 3: 2**32)."""
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
     reason = fits(name, tuple(input_shape))
     if reason:
         raise ValueError(reason)
     spec = MODELS[name]
+    weight_decay = spec.weight_decay if weight_decay is None else weight_decay
     # Keras' L2(c) adds c * sum(w**2), whose gradient is 2c * w: halve the decay to get weight_decay * w.
-    reg = keras.regularizers.L2(spec.weight_decay / 2) if spec.weight_decay else None
+    reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    init = _Init(keras, spec.init, seed, seed_limit)
+    init = _Init(keras, init or spec.init, seed, seed_limit)
     outputs = ARCHITECTURES[spec.builder or name](keras.layers, inputs, num_classes, init, reg, dropout)
     return keras.Model(inputs, outputs, name=name)

@@ -17,9 +17,12 @@ import tf_keras as keras
 from lth_tf.models.architectures import ARCHITECTURES, build_with  # noqa: F401  (ARCHITECTURES re-exported)
 
 
-def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0) -> keras.Model:
+def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
+          init: str | None = None, weight_decay: float | None = None) -> keras.Model:
     """Builds model `name` with weights drawn deterministically from `seed`.
 
-    The initialiser and weight decay are the model's (`MODELS[name].init`, `.weight_decay`).
+    The initialiser and weight decay are the model's (`MODELS[name].init`, `.weight_decay`) unless given
+    (--init, --weight_decay).
     """
-    return build_with(keras, name, input_shape, num_classes, seed=seed, dropout=dropout)
+    return build_with(keras, name, input_shape, num_classes, seed=seed, dropout=dropout, init=init,
+                      weight_decay=weight_decay)

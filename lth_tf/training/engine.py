@@ -37,7 +37,8 @@ class TfKerasEngine:
     def build(self, data, seed: int):
         with self.scope():
             return networks.build(self.config.model, data.input_shape, data.num_classes, seed=seed,
-                                  dropout=self.config.dropout)
+                                  dropout=self.config.dropout, init=self.config.init,
+                                  weight_decay=self.config.weight_decay)
 
     def snapshot(self, model) -> dict:
         return rewind.snapshot(model)

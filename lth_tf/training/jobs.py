@@ -24,7 +24,7 @@ class TrainSpec:
     eval_every: int = 100
     optimizer: str = "sgd"  # sgd | adam
     momentum: float = 0.0
-    lr_boundaries: tuple = ()  # iterations where the learning rate drops 10x
+    lr_boundaries: tuple = ()  # iterations where the learning rate drops (times lr_gamma)
     warmup_iterations: int = 0
     augment: bool = False
     seed: int = 0
@@ -40,6 +40,11 @@ class TrainSpec:
     # multiplied by 0 inside the compiled step too); surviving ones differ from the uncompiled step's only by
     # float rounding. `experiment.xla_pays` says where it was measured to pay (--xla=auto).
     jit_compile: bool = False
+    lr_gamma: float = 0.1  # the factor of each drop at lr_boundaries
+    nesterov: bool = False  # Nesterov momentum (SGD)
+    # Parameters that keep their start values: their gradients are set to exactly 0 (lth_tf.training.frozen).
+    batchnorm_frozen: bool = False  # every BatchNorm layer's gamma and beta (its moving statistics still update)
+    output_frozen: bool = False  # the output layer's kernel and bias
 
     @property
     def chunk(self) -> int:

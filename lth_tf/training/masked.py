@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lth_tf.pruning import masks as pruning
+from lth_tf.training import frozen
 
 
 def make_mask_variables(net: keras.Model) -> dict:
@@ -87,10 +88,12 @@ class MaskedTrainer(keras.Model):
     the compiled training step.
     """
 
-    def __init__(self, net: keras.Model, mask_gradients: bool = True, **kwargs):
+    def __init__(self, net: keras.Model, mask_gradients: bool = True, frozen_refs: frozenset = frozenset(),
+                 **kwargs):
         super().__init__(name=f"masked_{net.name}", **kwargs)
         self.net, self.mask_gradients = net, mask_gradients
         self.mask_variables = make_mask_variables(net)
+        self.frozen_refs = set(frozen_refs)  # variables whose gradients are 0 (lth_tf.training.frozen)
 
     def call(self, inputs, training=None):
         # Under a mixed_float16 policy the net computes in float16; the loss and metrics take float32 logits.
@@ -117,5 +120,6 @@ class MaskedTrainer(keras.Model):
             grads = self.optimizer.get_unscaled_gradients(grads)
         if self.mask_gradients:  # off under tfmot's wrappers, which mask the kernels themselves at every step
             grads = masked_gradients(grads, variables, kernel_masks(self.net, self.mask_variables))
+        grads = frozen.zeroed(grads, variables, self.frozen_refs)
         self.optimizer.apply_gradients(zip(grads, variables))
         return self.compute_metrics(x, y, y_pred, None)

@@ -1,5 +1,10 @@
-"""How a round trains: TrainSpec, the optimizer and its learning-rate schedule (warm-up, 10x drops), mixed
+"""How a round trains: TrainSpec, the optimizer and its learning-rate schedule (warm-up, drops), mixed
 precision, and a fresh optimizer state for each round.
+
+The learning rate at training iteration t (counted from the start of training, so a late-rewound round
+continues the schedule) is  lr(t) = rate * gamma^(number of drops d with t >= d) * min(1, (t + 1) / warmup):
+a linear warm-up over the first `warmup_iterations` steps (Goyal et al. 2017; the paper's Figures 7 and 8), and
+a drop by `lr_gamma` (0.1 in the paper's ResNet-18 / VGG-19 recipe) at each of `lr_boundaries`.
 """
 from __future__ import annotations
 
@@ -13,38 +18,38 @@ from lth_tf.training.jobs import TrainSpec  # noqa: F401  (re-exported: plain da
 
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then 10x drops at the boundaries (ResNet / VGG in the paper's Section 4).
+    """Linear warm-up, then drops by `gamma` at the boundaries (ResNet / VGG in the paper's Section 4).
 
     `offset` (a variable, so setting it retraces nothing) is the training iteration the round started from:
     a late-rewound round starts at iteration k with a fresh optimizer (step 0) and its learning rate
     continues from k, lr(step + k), as open_lth does.
     """
 
-    def __init__(self, rate, boundaries, warmup):
-        self.rate, self.boundaries, self.warmup = rate, tuple(boundaries), warmup
+    def __init__(self, rate, boundaries, warmup, gamma=0.1):
+        self.rate, self.boundaries, self.warmup, self.gamma = rate, tuple(boundaries), warmup, gamma
         self.offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="schedule_offset")
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32) + tf.cast(self.offset, tf.float32)
         rate = tf.constant(self.rate, tf.float32)
         for boundary in self.boundaries:
-            rate = tf.where(step >= boundary, rate * 0.1, rate)
+            rate = tf.where(step >= boundary, rate * self.gamma, rate)
         if self.warmup:
             rate = rate * tf.minimum(1.0, (step + 1.0) / self.warmup)
         return rate
 
     def get_config(self):
-        return {"rate": self.rate, "boundaries": self.boundaries, "warmup": self.warmup}
+        return {"rate": self.rate, "boundaries": self.boundaries, "warmup": self.warmup, "gamma": self.gamma}
 
 
 def make_optimizer(spec: TrainSpec):
     rate = spec.learning_rate
     if spec.lr_boundaries or spec.warmup_iterations:
-        rate = _Schedule(spec.learning_rate, spec.lr_boundaries, spec.warmup_iterations)
+        rate = _Schedule(spec.learning_rate, spec.lr_boundaries, spec.warmup_iterations, spec.lr_gamma)
     if spec.optimizer == "adam":
         optimizer = keras.optimizers.Adam(rate)
     else:
-        optimizer = keras.optimizers.SGD(rate, momentum=spec.momentum)
+        optimizer = keras.optimizers.SGD(rate, momentum=spec.momentum, nesterov=spec.nesterov)
     if spec.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer

@@ -29,7 +29,7 @@ from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf.training import masked
+from lth_tf.training import frozen, masked
 
 _STACKABLE = (keras.layers.InputLayer, keras.layers.Dense, keras.layers.Conv2D, keras.layers.MaxPooling2D,
               keras.layers.AveragePooling2D, keras.layers.Flatten, keras.layers.Dropout, keras.layers.ReLU,
@@ -55,8 +55,9 @@ class StackedTrainer(keras.Model):
     Metrics are per network: accuracy_i, cross_entropy_i.
     """
 
-    def __init__(self, nets, **kwargs):
+    def __init__(self, nets, frozen_refs: frozenset = frozenset(), **kwargs):
         super().__init__(name="stacked", **kwargs)
+        self.frozen_refs = set(frozen_refs)  # every network's frozen variables (lth_tf.training.frozen)
         for net in nets:
             check_stackable(net)
         self.nets = list(nets)
@@ -100,7 +101,8 @@ class StackedTrainer(keras.Model):
             total = tf.add_n([a * loss for a, loss in zip(tf.unstack(self.active), losses)])
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
-        self.optimizer.apply_gradients(zip(masked.masked_gradients(grads, variables, self._kernel_masks), variables))
+        grads = frozen.zeroed(masked.masked_gradients(grads, variables, self._kernel_masks), variables, self.frozen_refs)
+        self.optimizer.apply_gradients(zip(grads, variables))
         return self._update_metrics(ys, logits)
 
     def test_step(self, data):

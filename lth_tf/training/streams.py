@@ -37,7 +37,7 @@ def train_stream(x, y, batch_size: int, key: int, start_batch: int = 0, augment:
         batches = examples.batch(batch_size)
     else:
         batches = indices.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    return batches.with_options(_data_sharding()).prefetch(tf.data.AUTOTUNE)
+    return batches.with_options(in_memory_options()).prefetch(PREFETCH)
 
 
 def example_order(n: int, key, first) -> tf.data.Dataset:
@@ -58,8 +58,21 @@ def example_order(n: int, key, first) -> tf.data.Dataset:
     return tf.data.Dataset.range(first // n, INFINITY).flat_map(permutation).skip(first % n)
 
 
-def _data_sharding() -> tf.data.Options:
-    # In-memory data has no files to shard; say so, rather than have multi-worker runs try and warn.
+# Batches prepared ahead of the training step: a gather of one batch takes far less than a step, so two suffice.
+PREFETCH = 2
+
+
+def in_memory_options() -> tf.data.Options:
+    """The options of every pipeline over in-memory arrays (training streams, evaluation passes).
+
+    Autotuning is off. With it on, each iterator starts a model thread that sleeps 10 ms, 20 ms, 40 ms, ...
+    between optimisations, and deleting the iterator (the end of every Keras `fit`) could wait for the sleep in
+    progress to end: a round stopped at 13 s was held to 20.47 s (10 ms x (2^11 - 1)), one at 7 s to 10.23 s,
+    which made round times bimodal (issue 29; BENCHMARKS.md, "Round times"). These pipelines only gather from
+    tensors in memory, so fixed prefetch buffers lose nothing; AUTOTUNE map parallelism falls back to the cores.
+    In-memory data has no files to shard either: say so, rather than have multi-worker runs try and warn.
+    """
     options = tf.data.Options()
+    options.autotune.enabled = False
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options

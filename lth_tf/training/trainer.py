@@ -16,13 +16,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from lth_tf.pruning import masks as pruning
-from lth_tf.training import dropout
+from lth_tf.training import dropout, frozen
 from lth_tf.training.backup import _Backup, _loss_scale_state, _Recorder
 from lth_tf.training.curve import _EvalCurve
 from lth_tf.training.jobs import BackupSlot, Job, RoundResult  # noqa: F401  (re-exported)
 from lth_tf.training.masked import MaskedTrainer
 from lth_tf.training.schedule import TrainSpec, _Schedule, make_optimizer, reset_optimizer
-from lth_tf.training.streams import _data_sharding, example_order, train_stream
+from lth_tf.training.streams import PREFETCH, example_order, in_memory_options, train_stream
 
 
 class RoundTrainer:
@@ -41,18 +41,20 @@ class RoundTrainer:
         self.model, self.data, self.spec = self.nets[0], data, spec
         self.wrapped = None
         stacked = len(self.nets) > 1
+        frozen_refs = frozenset(ref for net in self.nets for ref in frozen.refs(
+            net, batchnorm=spec.batchnorm_frozen, output=spec.output_frozen))
         if stacked:
             from lth_tf.training import stacked as stacked_lib
             if spec.trainer != "masked" or spec.mixed_precision:
                 raise ValueError("stacked trials train with trainer='masked' and without mixed precision "
                                  "(one loss scale would be shared by the trials)")
-            self.trainer = stacked_lib.StackedTrainer(self.nets)
+            self.trainer = stacked_lib.StackedTrainer(self.nets, frozen_refs=frozen_refs)
         elif spec.trainer == "tfmot":
             # Shares its variables with `model`; the wrappers' masks are set per round (assign_masks).
             self.wrapped = pruning.wrap(self.model, pruning.full_masks(self.model))
-            self.trainer = MaskedTrainer(self.wrapped, mask_gradients=False)
+            self.trainer = MaskedTrainer(self.wrapped, mask_gradients=False, frozen_refs=frozen_refs)
         elif spec.trainer == "masked":
-            self.trainer = MaskedTrainer(self.model)
+            self.trainer = MaskedTrainer(self.model, frozen_refs=frozen_refs)
         else:
             raise ValueError(f"unknown trainer '{spec.trainer}'; choose masked or tfmot")
         self.steps_per_execution = max(1, min(int(spec.steps_per_execution), spec.chunk))
@@ -83,8 +85,8 @@ class RoundTrainer:
             lambda keys, start_batch, batch_size: example_order(n, keys, start_batch * batch_size).batch(batch_size),
             input_signature=[tf.TensorSpec([len(self.nets)], tf.int64)] + [tf.TensorSpec([], tf.int64)] * 2,
             autograph=False)
-        self.val_data = data.eval_pipeline("validation").with_options(_data_sharding())
-        self.test_data = data.eval_pipeline("test").with_options(_data_sharding())
+        self.val_data = data.eval_pipeline("validation").with_options(in_memory_options())
+        self.test_data = data.eval_pipeline("test").with_options(in_memory_options())
 
     @property
     def capacity(self) -> int:
@@ -210,7 +212,7 @@ class RoundTrainer:
         if self.spec.augment:  # augmentation is keyed per stream: zip whole streams
             streams = tuple(self.stream(key, start_batch) for key in keys)
             return tf.data.Dataset.zip(streams).map(
-                lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(2)
+                lambda *batches: (tuple(b[0] for b in batches), tuple(b[1] for b in batches))).prefetch(PREFETCH)
         # All networks' index batches ([batch, networks]) from one stream, then one gather for all of them: a
         # stream and a gather per network per step made the input pipeline the bottleneck of small networks.
         orders = self._make_orders(tf.constant(keys, tf.int64), scalar(start_batch), scalar(self.spec.batch_size))
@@ -219,7 +221,7 @@ class RoundTrainer:
         def gather(indices):
             indices = tf.transpose(indices)
             return tuple(tf.unstack(tf.gather(x, indices), count)), tuple(tf.unstack(tf.gather(y, indices), count))
-        return orders.map(gather).with_options(_data_sharding()).prefetch(tf.data.AUTOTUNE)
+        return orders.map(gather).with_options(in_memory_options()).prefetch(PREFETCH)
 
     def _set_steps_per_execution(self, steps: int) -> None:
         # Keras keeps steps_per_execution in a variable that the compiled training loop reads, so changing it
