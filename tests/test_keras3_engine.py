@@ -26,6 +26,8 @@ IMP = dict(model="lenet300_100", dataset="mnist1d", rounds=2, iterations=90, eva
            rewind_iteration=30, variants=("lottery", "reinit", "rearrange", "shuffle", "invert"))
 ONESHOT = dict(model="lenet300_100", dataset="mnist1d", rounds=2, iterations=60, eval_every=30, pruning="oneshot",
                pruning_scope="global")
+# Late rewinding mid-chunk, with a schedule (warm-up, a drop) that the rewound rounds continue from k.
+LATE = dict(rewind_iteration=150, warmup=50, lr_drops=(200,), lr_gamma=0.5, momentum=0.9, nesterov=True)
 BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tensorflow_datasets")
 
 
@@ -95,8 +97,8 @@ def _script(run, out):
         keras.utils.set_random_seed(0)
         _experiment(out, "tf_keras", engine="tf_keras", **CROSS)
         _experiment(out, "keras3", engine="keras3", **CROSS)
-        _experiment(out, "tf_keras_late", engine="tf_keras", rewind_iteration=150, **CROSS)
-        _experiment(out, "keras3_late", engine="keras3", rewind_iteration=150, **CROSS)
+        _experiment(out, "tf_keras_late", engine="tf_keras", **LATE, **CROSS)
+        _experiment(out, "keras3_late", engine="keras3", **LATE, **CROSS)
         _resume(out)
     elif run == "jax":
         _experiment(out, "imp", engine="keras3", **IMP)
@@ -195,8 +197,9 @@ def test_round1_masks_agree_across_engines_on_tensorflow(tf_runs):
 
 
 def test_late_rewinding_matches_across_engines_on_tensorflow(tf_runs):
-    """--rewind_iteration=150 (mid-chunk): both engines record the same iteration-150 weights, and their rounds
-    from 150 on (the schedule and the data order continuing) find the same round-1 mask."""
+    """--rewind_iteration=150 (mid-chunk), warm-up, a drop at 200, Nesterov momentum: both engines record the same
+    iteration-150 weights, and their rounds from 150 on (the schedule and the data order continuing) find the
+    same round-1 mask and the same curve."""
     a = _npz(os.path.join(tf_runs, "tf_keras_late", "trial_0", "rewind_weights.npz"))
     b = _npz(os.path.join(tf_runs, "keras3_late", "trial_0", "rewind_weights.npz"))
     initial = _npz(os.path.join(tf_runs, "keras3_late", "trial_0", "initial_weights.npz"))
@@ -205,6 +208,12 @@ def test_late_rewinding_matches_across_engines_on_tensorflow(tf_runs):
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
     masks = [_round(tf_runs, name, "lottery", 1, "masks") for name in ("tf_keras_late", "keras3_late")]
     assert _agreement(*masks) >= 0.99
+    curves = []
+    for name in ("tf_keras_late", "keras3_late"):
+        with open(os.path.join(tf_runs, name, "trial_0", "lottery", "round_2", "curve.csv")) as f:
+            curves.append(np.loadtxt(f, delimiter=",", skiprows=1))
+    assert curves[0][:, 0].tolist() == [200, 300]  # evaluations on round 0's grid, from k = 150 on
+    np.testing.assert_allclose(curves[0][:, 1:], curves[1][:, 1:], rtol=1e-4)
 
 
 def test_round1_masks_on_jax_against_tf_keras(tf_runs, jax_runs):
