@@ -16,13 +16,15 @@ Nothing is imported here: each tf_keras module selects legacy Keras itself (lth_
 Layout: one folder per concept; a folder imports only the folders listed before it (and lth_tf._env), never a
 later one, so there are no import circles:
 
-  models/       the paper's networks: the model registry (no TensorFlow) and the tf_keras architectures
+  models/       the paper's networks: the model registry and architectures (no TensorFlow), tf_keras builds
   data/         the dataset registry (no TensorFlow), loaders, tf.data pipelines
-  pruning/      magnitude masks and tfmot wrapping, pruning at initialization, rewinding
-  training/     one round under a fixed mask: the masked trainer, stacked trials   (imports models, data, pruning)
-  experiment/   config, the experiment loop, the results store, instability pairs  (imports the four above)
+  pruning/      magnitude masks (numpy: pruning.arrays) and tfmot wrapping, pruning at initialization, rewinding
+  training/     one round under a fixed mask: the masked trainer, stacked trials, the tf_keras engine
+                (imports models, data, pruning)
+  keras3/       the Keras 3 path: the recipe, and the Keras 3 engine of the experiment (imports the TensorFlow-free
+                models.specs/architectures, pruning.ranking/arrays, training.jobs; never tf_keras or tfmot)
+  experiment/   config, the experiment loop, its engines, the results store, instability pairs (imports the above)
   analysis/     tables and figures from results directories, without TensorFlow   (imports training.convergence)
-  keras3/       the Keras 3 path                               (imports pruning.ranking only; never tf_keras)
   xor/          the XOR appendix, numpy only                   (imports nothing else of lth_tf)
 
 The command lines stay at the top, each `python -m lth_tf.<name>`: main.py, instability.py, report.py, export.py,

@@ -70,6 +70,9 @@ def parse() -> tuple:
     values = {name: FLAGS[name].value for name in cli._FIELDS if name != "train_subset"}  # the path's, here
     values.update(variants=("lottery",), output_dir=None)
     base = config_lib.Config(**values).resolve()
+    if base.engine != "tf_keras":
+        raise config_lib.ConfigError(f"lth_tf.instability runs on --engine=tf_keras only (its linear interpolation, "
+                                     f"lth_tf.experiment.interpolation, is tf_keras code), not --engine={base.engine}")
     for k in ks:
         if not 0 <= k < base.round_iterations:
             raise config_lib.ConfigError(f"--rewind_iterations: {k} must be in [0, {base.round_iterations}) "

@@ -77,6 +77,9 @@ flags.DEFINE_integer("parallel_trials", D.parallel_trials, "Train up to N trials
                      "copies of an instability pair) side by side as one stacked model; results are stored per trial "
                      "as with 1. Networks without BatchNorm (lenet300_100, conv2, conv4, conv6 and their ICLR "
                      "versions).")
+flags.DEFINE_enum("engine", D.engine, list(config_lib.ENGINES), "Training engine: tf_keras (tfmot's Keras 2) or "
+                  "keras3 (Keras 3 on the backend KERAS_BACKEND names: tensorflow, jax or torch; no tf_keras or tfmot, "
+                  "and no TensorFlow at all on jax).")
 flags.DEFINE_enum("xla", D.xla, list(config_lib.XLA), "XLA-compile the training step: auto (where measured faster: "
                   "networks without convolutions, lth_tf's masked trainer, one device), on, or off.")
 
@@ -84,7 +87,7 @@ _FIELDS = ("model", "dataset", "data_dir", "output_dir", "rounds", "epochs", "it
            "learning_rate", "optimizer", "momentum", "prune_rate_fc", "prune_rate_conv", "prune_rate_output",
            "prune_layers", "pruning_scope", "trainer", "pruning", "rewind_iteration", "dropout", "eval_every", "trials", "trial_index",
            "seed", "mixed_precision", "strategy", "deterministic", "tensorboard")
-_FIELDS += ("score_examples_per_class", "synflow_iterations", "parallel_trials", "xla")
+_FIELDS += ("score_examples_per_class", "synflow_iterations", "parallel_trials", "xla", "engine")
 
 # ---- data options and every training hyperparameter (issue 26): None = the model's recipe ----------------------
 flags.DEFINE_integer("train_subset", None, "Train on a fixed subset of this many training examples (seeded by "
@@ -209,7 +212,7 @@ open_checked = api.open_checked  # lth_tf.instability and the tests use it from 
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
-    from lth_tf.experiment import files, signals  # no TensorFlow: refusals come before it starts
+    from lth_tf.experiment import engines, files, signals  # no TensorFlow: refusals come before it starts
     from lth_tf.experiment import store as store_lib
     from lth_tf.training import threads
 
@@ -218,11 +221,13 @@ def main(argv) -> None:
         with signals.stop_on_signals(), contextlib.ExitStack() as held:
             try:
                 cfg = config_from_flags()
+                if cfg.engine == "keras3":
+                    engines.keras_backend()  # an unknown or uninstalled KERAS_BACKEND, before Keras starts
                 threads.settings(cfg.model)  # a bad LTH_TF_*_THREADS override is refused here, before TensorFlow
                 chief = _writes_results(cfg.strategy)
                 store = store_lib.Store(cfg.results_dir(), on_warning=_warn)
                 open_checked(held, cfg, store, chief)
-            except (config_lib.ConfigError, files.StoreError, threads.ThreadsError) as e:
+            except (config_lib.ConfigError, files.StoreError, threads.ThreadsError, engines.EngineError) as e:
                 _fail(str(e))
             _run(cfg, store, chief, printer)
     except signals.Stopped as stop:
@@ -230,30 +235,53 @@ def main(argv) -> None:
         sys.exit(stop.exit_code)
 
 
+def _start_keras3(cfg) -> str:
+    """--engine=keras3: Keras 3 on its backend; with --deterministic, its seeds (and TensorFlow's op determinism on
+    the tensorflow backend). Imports no TensorFlow on the other backends. Returns what to print."""
+    from lth_tf.experiment import engines
+    if engines.keras_backend() == "tensorflow":  # the tf_keras engine's CPU threads, before TensorFlow's first op
+        from lth_tf.training import threads
+        threads.configure(cfg.model)
+    import keras
+    backend = keras.backend.backend()
+    if cfg.deterministic:
+        keras.utils.set_random_seed(cfg.seed)
+        if backend == "tensorflow":
+            import tensorflow as tf
+            tf.config.experimental.enable_op_determinism()
+    return f" on Keras {keras.__version__} ({backend})"
+
+
 def _run(cfg, store, chief: bool, printer) -> None:
-    """The part that needs TensorFlow; the chief's store is open and its trials are locked."""
+    """The part that needs TensorFlow (tf_keras engine) or Keras 3 (keras3 engine); the chief's store is open and
+    its trials are locked."""
     from lth_tf.experiment import files
     results_dir = store.root
     logging.set_verbosity(logging.ERROR)  # tensorflow-datasets logs through absl; our own lines suffice
-    from lth_tf.data import datasets, loading  # starts TensorFlow
-    from lth_tf.training.curve import Diverged
-    from lth_tf.experiment import distribute, experiment
+    from lth_tf.data import datasets, loading
+    from lth_tf.experiment import experiment
+    from lth_tf.training.jobs import Diverged
 
-    from lth_tf.training import threads
-    threads.configure(cfg.model)  # before any TensorFlow op, like the strategies below; never depends on N
-    try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
-        strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
-        if cfg.deterministic:
-            distribute.enable_determinism(cfg.seed)
-    except distribute.StrategyError as e:
-        _fail(str(e))
-    _check_device(cfg)
+    strategy, engine_line = None, ""
+    if cfg.engine == "keras3":
+        engine_line = _start_keras3(cfg)
+    else:
+        from lth_tf.experiment import distribute
+        from lth_tf.training import threads
+        threads.configure(cfg.model)  # before any TensorFlow op, like the strategies below; never depends on N
+        try:  # before any TensorFlow op: multi-worker and TPU strategies configure the runtime
+            strategy = distribute.create(cfg.strategy) if cfg.strategy != "default" else None
+            if cfg.deterministic:
+                distribute.enable_determinism(cfg.seed)
+        except distribute.StrategyError as e:
+            _fail(str(e))
+        _check_device(cfg)
     try:
         # A failure here leaves the directory as it was: Store.open removes the lock files and config.json it made.
         dataset = loading.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
         data_note = (f"; training subset of {cfg.train_subset}" if cfg.train_subset else "") + (
             f"; {cfg.random_labels:g} of the training labels random" if cfg.random_labels else "")
-        print(f"lth_tf: {cfg.model} on {cfg.dataset} ({dataset.source}{data_note}), {cfg.rounds} rounds x "
+        print(f"lth_tf: {cfg.model}{engine_line} on {cfg.dataset} ({dataset.source}{data_note}), {cfg.rounds} rounds x "
               f"{_iterations_text(cfg)}, trials {cfg.trial_ids()}, variants {','.join(cfg.variants)}; "
               f"results in {results_dir}", flush=True)
         if cfg.tensorboard and chief:
@@ -261,11 +289,13 @@ def _run(cfg, store, chief: bool, printer) -> None:
             print(f"lth_tf: TensorBoard logs, one run per round, in {logs} (view: tensorboard --logdir {logs})",
                   flush=True)
         if strategy is not None:
+            from lth_tf.experiment import distribute
             role = "" if chief else " (not the chief: the chief writes the results)"
             print(f"lth_tf: strategy {cfg.strategy}: {distribute.describe(strategy)}{role}", flush=True)
         if chief:
             rows = experiment.run(cfg, store, on_event=printer, dataset=dataset, strategy=strategy)
         else:  # same steps as the chief (collectives need every worker), writes to a throwaway directory
+            from lth_tf.experiment import distribute
             with distribute.WorkerStore.opened(results_dir) as worker_store:
                 experiment.run(cfg, worker_store, on_event=printer, dataset=dataset, strategy=strategy)
         print(f"lth_tf: done in {time.perf_counter() - printer.began:.1f}s; table: {results_dir}/results.csv",

@@ -1,9 +1,14 @@
 """A loaded dataset: its arrays, and tf.data pipelines over them built once per arguments and reused.
 
+The arrays need no TensorFlow (the Keras 3 engine reads them on JAX where TensorFlow is not installed): it is
+imported only when a pipeline is first asked for.
+
     train = ds.train_pipeline(batch_size=60, seed=0)   # infinite, shuffled, deterministic per seed
     model.fit(train, steps_per_epoch=ds.steps_per_epoch(60), epochs=1,
               validation_data=ds.eval_pipeline("validation"))
 """
+from __future__ import annotations
+
 from lth_tf import _env  # noqa: F401
 
 import functools
@@ -11,7 +16,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -37,6 +41,7 @@ class Dataset:
         ``augment`` (images only): random horizontal flip and translation by up to 4 px
         (zero-pad 4, random crop), from stateless ops seeded by (seed, element index).
         """
+        import tensorflow as tf
         key = ("train", batch_size, seed, bool(augment))
         if key not in self._pipelines:
             ds = tf.data.Dataset.from_tensor_slices((self.x_train, self.y_train)).cache()
@@ -55,6 +60,7 @@ class Dataset:
                   "train": (self.x_train, self.y_train)}
         if split not in arrays:
             raise ValueError(f"split must be one of {sorted(arrays)}, not {split!r}")
+        import tensorflow as tf
         key = ("eval", split, batch_size)
         if key not in self._pipelines:
             ds = tf.data.Dataset.from_tensor_slices(arrays[split]).batch(batch_size).cache()
@@ -66,6 +72,7 @@ class Dataset:
 
 
 def _augment(index, example, seed):
+    import tensorflow as tf
     image, label = example
     shape = image.shape
     flip_seed = tf.stack([tf.cast(seed, tf.int64), 2 * index])

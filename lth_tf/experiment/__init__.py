@@ -7,7 +7,10 @@ a public contract), files.py (atomic writes and the errors of damaged files), in
 of a directory), distribute.py (tf.distribute strategies, who writes results), signals.py (a clean stop on
 SIGTERM/SIGINT), interpolation.py (the linear path between two networks, its error barrier), stability.py
 (the instability sweep over rewind iterations), api.py (`run_experiment`, the experiment from Python on a model
-function and arrays; `open_checked`, the start-up checks the command lines share; no TensorFlow until it runs).
-May import: lth_tf.training, lth_tf.pruning, lth_tf.data, lth_tf.models (and lth_tf._env). config, files, store,
-pair_store, integrity, signals and api import no TensorFlow: the command lines refuse bad input before it starts.
+function and arrays; `open_checked`, the start-up checks the command lines share; no TensorFlow until it runs),
+engines.py (which engine trains: tf_keras, lth_tf.training.engine, or Keras 3, lth_tf.keras3.engine; the
+KERAS_BACKEND check).
+May import: lth_tf.training, lth_tf.pruning, lth_tf.data, lth_tf.models, lth_tf.keras3 (and lth_tf._env). config,
+files, store, pair_store, integrity, signals, engines, plan, api and experiment import no TensorFlow: the command
+lines refuse bad input before it starts, and the Keras 3 engine runs on JAX without it.
 """

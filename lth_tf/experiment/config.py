@@ -36,6 +36,9 @@ OPTIMIZERS = ("sgd", "adam")
 TRAINERS = ("masked", "tfmot")
 PRUNING_SCOPES = ("layerwise", "global")
 XLA = ("auto", "on", "off")
+# The training engine: tf_keras (tfmot's Keras 2; lth_tf.training) or keras3 (Keras 3 on the backend KERAS_BACKEND
+# names: TensorFlow, JAX or PyTorch; lth_tf.keras3.engine).
+ENGINES = ("tf_keras", "keras3")
 
 # Fields that do not change the contents of a finished round: they may differ between runs in one directory.
 _NOT_IDENTITY = {"rounds", "trials", "trial_index", "variants", "output_dir", "data_dir", "strategy",
@@ -48,9 +51,10 @@ _OPTIONAL_IDENTITY = {"score_examples_per_class", "synflow_iterations", "model_a
 # Training hyperparameters with a flag since issue 26 (the model's recipe before): left out of the identity while
 # they equal the model's recipe (`_recipe`), so a directory of the recipe keeps the hash it had before the flags.
 _RECIPE_IDENTITY = ("augment", "weight_decay", "lr_drops", "lr_gamma", "warmup", "nesterov", "init")
-# Data and training options since issue 26: left out of the identity at these values (what was done before).
+# Data and training options since issue 26, and the engine (issue 27): left out of the identity at these values
+# (what was done before).
 _DEFAULT_IDENTITY = {"train_subset": None, "random_labels": 0.0, "batchnorm_frozen": False, "output_frozen": False,
-                     "dataset_fingerprint": None}
+                     "dataset_fingerprint": None, "engine": "tf_keras"}
 INITS = ("normal", "glorot", "he")
 
 
@@ -122,6 +126,7 @@ class Config:
     batchnorm_frozen: bool = False  # BatchNorm's gamma and beta keep their initial values (not trained)
     output_frozen: bool = False  # the output layer keeps its initial weights (not trained)
     dataset_fingerprint: str | None = None  # resolve(): a digest of a --dataset=module:function's arrays
+    engine: str = "tf_keras"  # tf_keras | keras3 (ENGINES; issue 27)
     # --model=package.module:function: resolve() sets it to the built model's architecture digest
     # (lth_tf.models.user), so that two models, or an edited one, never share a results directory.
     model_architecture: str | None = None
@@ -133,6 +138,8 @@ class Config:
         if not user and not specs.known(self.model):
             raise ConfigError(f"unknown model '{self.model}'; choose one of: {', '.join(specs.names())}, "
                               f"resnet<N>_w<W>, or your own as --model=package.module:function")
+        if user and self.engine == "keras3":  # before the model function is called (it builds a tf_keras model)
+            self._validate_keras3()
         dspec = _dataset_spec(self.dataset, self.data_dir)
         _check_data_options(self, dspec)
         spec = specs.model_spec(self.model)
@@ -229,6 +236,9 @@ class Config:
                                 (self.tensorboard, "--tensorboard")):
                 need(not clash, f"--parallel_trials={self.parallel_trials} does not combine with {name}; "
                      f"use --parallel_trials=1 for it")
+        need(self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
+        if self.engine == "keras3":
+            self._validate_keras3()
         need(len(self.variants) > 0, "--variants must name at least one variant")
         unknown = [v for v in self.variants if v not in VARIANTS]
         need(not unknown, f"unknown variant '{','.join(unknown)}'; choose from: {', '.join(VARIANTS)}")
@@ -277,6 +287,27 @@ class Config:
             need(evaluations <= MAX_EVALUATIONS,
                  f"--eval_every={self.eval_every} evaluates {evaluations} times per round; at most "
                  f"{MAX_EVALUATIONS} are allowed (a larger --eval_every)")
+
+    def _validate_keras3(self) -> None:
+        """What the Keras 3 engine does not do (yet): one line each, before anything starts."""
+        for clash, name, missing in (
+                (specs.is_user_model(self.model), f"--model={self.model}",
+                 "a model function gives a tf_keras model; Keras 3 models of your own are not taken yet"),
+                (self.trainer != "masked", f"--trainer={self.trainer}", "tfmot prunes tf_keras models only"),
+                (self.parallel_trials > 1, f"--parallel_trials={self.parallel_trials}",
+                 "stacked trials are not written for Keras 3; use --parallel_trials=1"),
+                (self.strategy != "default", f"--strategy={self.strategy}", "tf.distribute is tf_keras-only here"),
+                (self.mixed_precision, "--mixed_precision", "not written for Keras 3"),
+                (self.tensorboard, "--tensorboard", "the TensorBoard logs are written by tf_keras callbacks"),
+                (self.pruning in AT_INIT, f"--pruning={self.pruning}",
+                 "pruning at initialization scores tf_keras models (lth_tf.pruning.init_scores)"),
+                (self.batchnorm_frozen, "--batchnorm_frozen", "frozen parameters are lth_tf.training.frozen's, "
+                 "tf_keras-only"),
+                (self.output_frozen, "--output_frozen", "frozen parameters are lth_tf.training.frozen's, "
+                 "tf_keras-only")):
+            if clash:
+                raise ConfigError(f"--engine=keras3 does not combine with {name} ({missing}); use --engine=tf_keras "
+                                  "for it")
 
     # ---- derived -------------------------------------------------------------------------------------
     @property

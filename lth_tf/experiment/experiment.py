@@ -30,6 +30,11 @@ two copies, which do not depend on each other) and is sent their results. `_Grou
 trials this way on one RoundTrainer, training the jobs of all of them that fit side by side in one stacked
 model (lth_tf.training.stacked); with --parallel_trials=1 each job trains alone, on the trial's own model.
 
+What the loop does with models (build, snapshot and restore weights as {"layer/weight": ndarray}, full masks,
+layer rates, the round trainer) goes through an engine (lth_tf.experiment.engines): tf_keras
+(lth_tf.training.engine) or Keras 3 on TensorFlow, JAX or PyTorch (lth_tf.keras3.engine, --engine=keras3). This
+module itself imports no TensorFlow.
+
     cfg = Config(model="lenet300_100", dataset="mnist1d", rounds=3).resolve()
     run(cfg, Store(cfg.results_dir()), on_event=print)
 """
@@ -37,25 +42,18 @@ from __future__ import annotations
 
 import contextlib
 
-from lth_tf import _env  # noqa: F401
 import numpy as np
-import tf_keras as keras
 
 from lth_tf.data import loading
 from lth_tf.data import options as data_options
 from lth_tf.data.pipelines import Dataset
-from lth_tf.experiment import interpolation
-from lth_tf.experiment.config import AT_INIT, Config
+from lth_tf.experiment import engines
+from lth_tf.experiment.config import AT_INIT, Config, ConfigError
 from lth_tf.experiment.plan import Event, PairSpec, data_key, pair_key, train_spec
 from lth_tf.experiment.store import Store
-from lth_tf.models import networks, specs, user
-from lth_tf.pruning import init_scores, rewind
-from lth_tf.pruning import masks as pruning
-from lth_tf.training import convergence, summaries
-from lth_tf.training.backup import BackupSlot
-from lth_tf.training.curve import Diverged
-from lth_tf.training.schedule import precision_policy
-from lth_tf.training.trainer import Job, RoundTrainer
+from lth_tf.pruning import arrays as pruning
+from lth_tf.training import convergence
+from lth_tf.training.jobs import BackupSlot, Diverged, Job
 
 
 def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = None,
@@ -63,6 +61,10 @@ def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = N
     """Runs every unfinished round of the experiment (and, with `pairs`, every unfinished instability pair);
     returns the store's rows. The store must be open."""
     emit = on_event or (lambda event: None)
+    if pairs is not None and config.engine != "tf_keras":
+        raise ConfigError(f"the instability analysis runs on --engine=tf_keras only (its linear interpolation, "
+                          f"lth_tf.experiment.interpolation, is tf_keras code), not on --engine={config.engine}")
+    engine = engines.make(config, strategy)
     dataset = dataset or loading.load(config.dataset, config.data_dir, seed=config.seed)
     # --train_subset and --random_labels (seeded by --seed), applied to whichever dataset was given or loaded.
     dataset = data_options.apply(dataset, config.train_subset, config.random_labels, seed=config.seed)
@@ -72,8 +74,8 @@ def run(config: Config, store: Store, on_event=None, dataset: Dataset | None = N
         with contextlib.ExitStack() as locks:
             for trial in group:  # never two processes on one trial (a full run and a --trial_index run)
                 locks.enter_context(store.trial_lock(trial))
-            with precision_policy(config.mixed_precision):  # models are built inside the trial
-                trials = [_Trial(config, store, dataset, trial, emit, strategy, pairs) for trial in group]
+            with engine.precision():  # models are built inside the trial
+                trials = [_Trial(config, store, dataset, trial, emit, engine, pairs) for trial in group]
                 _Group(trials, width).run()
     emit(Event("done"))
     return store.results()
@@ -96,17 +98,16 @@ class _Group:
         for trial in trials:
             trial.width = self.capacity
 
-    def trainer(self) -> RoundTrainer:
+    def trainer(self):
         if self._trainer is None:  # built lazily: a fully finished trial trains (and traces) nothing
             first = self.trials[0]
-            keras.utils.set_random_seed(first.seed)
+            first.engine.set_seed(first.seed)
             # The trials' own models are the stacked networks (jobs run on any of them: a trial keeps no state
             # in its model between jobs); more are built when the trials can have more jobs at once.
             nets = [trial.model for trial in self.trials][:self.capacity]
             nets += [first.build(first.seed + 7919 * i) for i in range(self.capacity - len(nets))]
             spec = train_spec(first.config, first.seed, distributed=first.strategy is not None)
-            with first.scope():
-                self._trainer = RoundTrainer(nets if self.capacity > 1 else nets[0], first.data, spec)
+            self._trainer = first.engine.trainer(nets[:self.capacity], first.data, spec)
         return self._trainer
 
     def run(self) -> None:
@@ -145,34 +146,27 @@ class _Group:
 
 
 class _Trial:
-    def __init__(self, config, store, dataset, trial, emit, strategy, pairs=None):
+    def __init__(self, config, store, dataset, trial, emit, engine, pairs=None):
         self.config, self.store, self.data, self.trial, self.emit = config, store, dataset, trial, emit
-        self.pairs = pairs
+        self.pairs, self.engine = pairs, engine
         self.seed = config.seed * 1000 + trial
-        self.strategy = strategy
-        self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
+        self.strategy = getattr(engine, "strategy", None)
         self.total_iterations = train_spec(config, self.seed).total_iterations
         self.width = 1  # how many jobs one request may hold (_Group sets it)
 
     # ---- building blocks -----------------------------------------------------------------------------
-    def build(self, seed: int) -> keras.Model:
-        with self.scope():
-            if specs.is_user_model(self.config.model):  # --model=package.module:function
-                return user.build(self.config.model, seed=seed, weight_decay=self.config.weight_decay or 0.0)
-            return networks.build(self.config.model, self.data.input_shape, self.data.num_classes,
-                                  seed=seed, dropout=self.config.dropout, init=self.config.init,
-                                  weight_decay=self.config.weight_decay)
+    def build(self, seed: int):
+        return self.engine.build(self.data, seed)
 
     def run(self):
         """The trial, as a generator: it yields lists of training Jobs and is sent their RoundResults (_Group)."""
         self.model = self.build(self.seed)
         self.initial = self.store.load_weights(self.trial, "initial")
         if self.initial is None:
-            self.initial = rewind.snapshot(self.model)
+            self.initial = self.engine.snapshot(self.model)
             self.store.save_weights(self.trial, "initial", self.initial)
         c = self.config
-        self.rates = pruning.layer_rates(self.model, c.prune_rate_fc, c.prune_rate_conv, c.prune_rate_output,
-                                         c.prune_layers)
+        self.rates = self.engine.layer_rates(self.model)
         yield from self.run_lottery()
         for variant in c.variants:
             if variant != "lottery":
@@ -193,12 +187,8 @@ class _Trial:
         return [self.finish_round(*spec[:4], result) for spec, result in zip(rounds, results)]
 
     def round_job(self, variant, round_, start, masks, record_at, start_iteration) -> Job:
-        c = self.config
         self.emit(Event("start", self.trial, variant, round_, {"weights_remaining": pruning.remaining(masks)}))
-        callbacks = []
-        if c.tensorboard:  # one TensorBoard run per round: rounds side by side
-            callbacks.append(summaries.RoundSummaries(
-                summaries.round_log_dir(self.store.root, self.trial, variant, round_)))
+        callbacks = self.engine.round_callbacks(self.store.root, self.trial, variant, round_)  # --tensorboard
         store, trial = self.store, self.trial
         # The round's data order depends on (trial seed, round) only, so a resumed or re-run round sees the
         # same batches; the backup (after each eval_every chunk) lets a killed run continue mid-round.
@@ -243,7 +233,7 @@ class _Trial:
     # ---- the winning ticket --------------------------------------------------------------------------
     def run_lottery(self):
         c, trial = self.config, self.trial
-        masks = pruning.full_masks(self.model)
+        masks = self.engine.full_masks(self.model)
         trained = round0 = None
         rewind_to = self.store.load_weights(trial, "rewind")
         if rewind_to is None and c.rewind_iteration == 0:
@@ -290,13 +280,14 @@ class _Trial:
         """The method's masks for `round_`, scored on `start` (W_0 or W_k): one shot to the exact weight count
         IMP keeps at round `round_` (`pruning.level_counts`, per layer or per global pool).
         A pure function of (trial seed, round): a resumed or inverted round scores the same batch."""
+        from lth_tf.pruning import init_scores  # tf_keras only (Config refuses it with --engine=keras3)
         c = self.config
-        rewind.restore(self.model, start, masks={})
+        self.engine.restore(self.model, start, masks={})
         x = y = None
         if c.pruning in init_scores.NEEDS_DATA:
             x, y = init_scores.batch_per_class(self.data.x_train, self.data.y_train, c.score_examples_per_class,
                                                np.random.default_rng([self.seed, round_, 3]))
-        sizes = {name: m.size for name, m in pruning.full_masks(self.model).items()}
+        sizes = {name: m.size for name, m in self.engine.full_masks(self.model).items()}
         return init_scores.masks_at_level(
             c.pruning, self.model, pruning.level_counts(sizes, self.rates, round_, c.pruning_scope),
             c.pruning_scope, x, y, rng=np.random.default_rng([self.seed, round_, 4]), invert=invert,
@@ -305,7 +296,7 @@ class _Trial:
     # ---- the paper's controls ------------------------------------------------------------------------
     def reinit_start(self, rng) -> dict:
         """A fresh draw of the same initialisers, other seed per round (Section 2.2)."""
-        return rewind.snapshot(self.build(seed=int(rng.integers(1 << 30))))
+        return self.engine.snapshot(self.build(seed=int(rng.integers(1 << 30))))
 
     def run_control(self, variant: str):
         """The control's rounds; they depend only on the lottery rounds, so up to `width` train side by side."""
@@ -324,7 +315,7 @@ class _Trial:
             if variant == "reinit":
                 start = self.reinit_start(rng)
             elif variant == "shuffle":  # same count per layer, random positions, initial values left in place
-                masks, start = init_scores.shuffle_masks(masks, rng), dict(rewind_to)
+                masks, start = pruning.shuffle_masks(masks, rng), dict(rewind_to)
             elif variant == "invert":
                 masks, start = self.inverted_masks(r, masks, rewind_to), dict(rewind_to)
             else:  # rearrange: same count per layer, random positions, the ticket's initial values
@@ -355,6 +346,7 @@ class _Trial:
 
     # ---- instability analysis (Frankle et al., ICML 2020) -------------------------------------------
     def run_pairs(self):
+        from lth_tf.experiment import interpolation  # tf_keras only (run() refuses pairs on other engines)
         c, trial, spec = self.config, self.trial, self.pairs
         k = c.rewind_iteration
         rewind_to = self.store.load_weights(trial, "rewind")

@@ -1,17 +1,16 @@
 """What an experiment trains, derived from its Config: each round's TrainSpec (and whether XLA pays), the seeds of
-its data orders, the instability pairs' PairSpec; and the events it reports to its caller.
+its data orders, the instability pairs' PairSpec; and the events it reports to its caller. No TensorFlow: both
+engines (tf_keras, keras3) use it.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from lth_tf import _env  # noqa: F401
 import numpy as np
 
-from lth_tf.experiment import interpolation
 from lth_tf.experiment.config import Config
 from lth_tf.models import specs
-from lth_tf.training.schedule import TrainSpec
+from lth_tf.training.jobs import TrainSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +80,7 @@ class PairSpec:
 
     def path_identity(self) -> dict:
         """What a stored path's numbers depend on beyond the trained copies."""
+        from lth_tf.experiment import interpolation  # TensorFlow: only the instability analysis needs it
         return {"alphas": interpolation.alpha_grid(self.alphas), "bn": self.bn,
                 "bn_batches": self.bn_batches if self.bn == "recompute" else 0, "train_subset": self.train_subset}
 

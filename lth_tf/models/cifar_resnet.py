@@ -15,14 +15,11 @@ is one, its shortcut (conv<i>/bn<i> counting on), then `avg_pool` and `output`.
 """
 from __future__ import annotations
 
-from lth_tf import _env  # noqa: F401
-import tf_keras as keras
-
-layers = keras.layers
 
 
-def resnet(inputs, num_classes, init, reg, dropout, depth: int = 20, width: int = 16):
-    """Logits of ResNet-`depth` at width `width` (see the module docstring) on `inputs`."""
+def resnet(layers, inputs, num_classes, init, reg, dropout, depth: int = 20, width: int = 16):
+    """Logits of ResNet-`depth` at width `width` (see the module docstring) on `inputs`; `layers`: the Keras
+    flavour's layers module (tf_keras or Keras 3, lth_tf.models.architectures)."""
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"a CIFAR ResNet has 6D + 2 layers (20, 32, 44, 56, 110, ...), not {depth}")
     blocks = (depth - 2) // 6

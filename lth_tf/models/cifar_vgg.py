@@ -10,10 +10,6 @@ weights and its BatchNorm 4f (gamma, beta, moving mean and variance).
 """
 from __future__ import annotations
 
-from lth_tf import _env  # noqa: F401
-import tf_keras as keras
-
-layers = keras.layers
 
 # Filter counts and "pool" markers per depth (open_lth's plans; "M" there).
 PLANS = {
@@ -25,8 +21,9 @@ PLANS = {
 }
 
 
-def vgg(inputs, num_classes, init, reg, dropout, depth: int = 19):
-    """Logits of VGG-`depth` (11, 13, 16 or 19) on `inputs`: conv1..convN with bn1..bnN, pool1..pool4, output."""
+def vgg(layers, inputs, num_classes, init, reg, dropout, depth: int = 19):
+    """Logits of VGG-`depth` (11, 13, 16 or 19) on `inputs`: conv1..convN with bn1..bnN, pool1..pool4, output;
+    `layers`: the Keras flavour's layers module (lth_tf.models.architectures)."""
     x, conv, pool = inputs, 0, 0
     for step in PLANS[depth]:
         if step == "pool":

@@ -1,17 +1,8 @@
-"""The paper's networks as plain tf_keras Functional models.
+"""The paper's networks as plain tf_keras Functional models (the architectures: lth_tf.models.architectures).
 
-Layer names are stable and meaningful, because masks and stored weights are keyed by them:
-convolutions are ``conv1, conv2, ...``, hidden dense layers ``fc1, fc2, ...``, the last dense layer ``output``.
-Models end in logits (no softmax); train them with ``from_logits=True``.
-
-Each model's architecture, initialiser and weight decay come from its ModelSpec (lth_tf.models.specs), which says
-which version of Frankle & Carbin's paper it follows (arXiv v1 Figure 1, or ICLR 2019 Figure 2). Three initialisers:
-``normal`` is a normal of std 0.1 and ``glorot`` the Normal Xavier (Glorot & Bengio) of std sqrt(2 / (fan_in +
-fan_out)), ``he`` the He (Kaiming) normal of std sqrt(2 / fan_in) (--init=he; the CIFAR ResNets and VGGs, as
-open_lth); all redraw values beyond two standard deviations, as TensorFlow's truncated normal does (glorot and he
-are rescaled so that the truncated distribution has that std). Weight
-decay is an L2 penalty of ``weight_decay / 2 * sum(w**2)`` on every Dense and Conv2D kernel, so that its
-gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weight decay 1e-4.
+Layer names are stable and meaningful, because masks and stored weights are keyed by them: convolutions are
+``conv1, conv2, ...``, hidden dense layers ``fc1, fc2, ...``, the last dense layer ``output``. Models end in
+logits (no softmax); train them with ``from_logits=True``.
 
     >>> from lth_tf.models import networks
     >>> model = networks.build("lenet300_100", input_shape=(28, 28, 1), num_classes=10, seed=0)
@@ -20,135 +11,18 @@ gradient is ``weight_decay * w``, the paper's (and SGD's usual) meaning of weigh
 """
 from __future__ import annotations
 
-import functools
-
 from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
-from lth_tf.models import cifar_resnet, cifar_vgg
-from lth_tf.models.specs import fits, known, model_spec, names, resnet_shape
-
-layers = keras.layers
-
-
-class _Init:
-    """Hands out a distinct seeded initialiser for each layer, so a model is a pure function of its seed."""
-
-    def __init__(self, kind: str, seed: int):
-        if kind not in ("normal", "glorot", "he"):
-            raise ValueError(f"unknown initialiser '{kind}'")
-        self.kind, self.seed, self.count = kind, seed, 0
-
-    def __call__(self):
-        self.count += 1
-        seed = self.seed * 1000 + self.count
-        if self.kind == "glorot":
-            # tf_keras' GlorotNormal is a truncated normal at two standard deviations, scaled so that its
-            # standard deviation after truncation is sqrt(2 / (fan_in + fan_out)).
-            return keras.initializers.GlorotNormal(seed=seed)
-        if self.kind == "he":
-            # He et al. (2015) normal: tf_keras' HeNormal is likewise truncated at two standard deviations and
-            # scaled to a standard deviation of sqrt(2 / fan_in) after truncation (open_lth's kaiming_normal for its
-            # CIFAR ResNets and VGGs, there untruncated).
-            return keras.initializers.HeNormal(seed=seed)
-        # TruncatedNormal redraws values beyond two standard deviations, as the paper's TF code did.
-        return keras.initializers.TruncatedNormal(stddev=0.1, seed=seed)
-
-
-def _dense_head(x, sizes, num_classes, init, reg, dropout):
-    for i, size in enumerate(sizes, start=1):
-        x = layers.Dense(size, activation="relu", kernel_initializer=init(), kernel_regularizer=reg,
-                         name=f"fc{i}")(x)
-        if dropout:
-            x = layers.Dropout(dropout, name=f"dropout{i}")(x)
-    return layers.Dense(num_classes, kernel_initializer=init(), kernel_regularizer=reg, name="output")(x)
-
-
-def _conv_stack(inputs, plan, kernel_size, padding, init, reg):
-    """plan: filter counts and "pool" markers, e.g. (64, "pool", 64, "pool")."""
-    x, conv, pool = inputs, 0, 0
-    for step in plan:
-        if step == "pool":
-            pool += 1
-            x = layers.MaxPooling2D(2, name=f"pool{pool}")(x)
-        else:
-            conv += 1
-            x = layers.Conv2D(step, kernel_size, padding=padding, activation="relu", kernel_initializer=init(),
-                              kernel_regularizer=reg, name=f"conv{conv}")(x)
-    return layers.Flatten(name="flatten")(x)
-
-
-def _lenet300_100(inputs, num_classes, init, reg, dropout):
-    x = layers.Flatten(name="flatten")(inputs)
-    return _dense_head(x, (300, 100), num_classes, init, reg, dropout)
-
-
-def _conv2(inputs, num_classes, init, reg, dropout):
-    # arXiv v1 Figure 1's Conv-2: 5x5x64 conv, pool, 5x5x64 conv, pool (`same`), dense 384-192-10.
-    x = _conv_stack(inputs, (64, "pool", 64, "pool"), 5, "same", init, reg)
-    return _dense_head(x, (384, 192), num_classes, init, reg, dropout)
-
-
-def _conv2_iclr(inputs, num_classes, init, reg, dropout):
-    # ICLR Figure 2's Conv-2: 3x3 convolutions 64, 64, pool (`same`), dense 256, 256, 10 (4.3M weights on CIFAR10).
-    x = _conv_stack(inputs, (64, 64, "pool"), 3, "same", init, reg)
-    return _dense_head(x, (256, 256), num_classes, init, reg, dropout)
-
-
-_CONV4 = (64, 64, "pool", 128, 128, "pool")
-
-
-def _conv4(inputs, num_classes, init, reg, dropout):
-    # arXiv v1 Figure 1's Conv-4: `valid` 3x3 convolutions, so CIFAR10's 32x32 ends at 5x5x128 and fc1 is
-    # 3200x256 (1.15M weights, 260K in convolutions).
-    x = _conv_stack(inputs, _CONV4, 3, "valid", init, reg)
-    return _dense_head(x, (256, 256), num_classes, init, reg, dropout)
-
-
-def _conv4_iclr(inputs, num_classes, init, reg, dropout):
-    # ICLR Figure 2's Conv-4: the same layers with `same` padding: 8x8x128 into fc1, 2.4M weights.
-    x = _conv_stack(inputs, _CONV4, 3, "same", init, reg)
-    return _dense_head(x, (256, 256), num_classes, init, reg, dropout)
-
-
-def _conv6(inputs, num_classes, init, reg, dropout):
-    x = _conv_stack(inputs, (*_CONV4, 256, 256, "pool"), 3, "same", init, reg)
-    return _dense_head(x, (256, 256), num_classes, init, reg, dropout)
-
-
-# The architecture registry: ModelSpec.builder (or the model's own name) -> its builder,
-# builder(inputs, num_classes, init, reg, dropout) -> logits.
-# The CIFAR ResNets and VGGs live in cifar_resnet.py and cifar_vgg.py; `resnet18` is ResNet-20 at width 16, and
-# any resnet<N>_w<W> name is ResNet-N at width W (specs.resnet_shape).
-ARCHITECTURES = {"lenet300_100": _lenet300_100, "conv2": _conv2, "conv2_iclr": _conv2_iclr, "conv4": _conv4,
-                 "conv4_iclr": _conv4_iclr, "conv6": _conv6,
-                 **{f"vgg{depth}": functools.partial(cifar_vgg.vgg, depth=depth) for depth in cifar_vgg.PLANS}}
-
-
-def architecture(name: str):
-    """The builder of architecture `name` (a key of ARCHITECTURES, or a CIFAR ResNet name)."""
-    shape = resnet_shape(name)
-    if shape is not None:
-        return functools.partial(cifar_resnet.resnet, depth=shape[0], width=shape[1])
-    return ARCHITECTURES[name]
+from lth_tf.models.architectures import ARCHITECTURES, build_with  # noqa: F401  (ARCHITECTURES re-exported)
 
 
 def build(name: str, input_shape: tuple, num_classes: int, seed: int = 0, dropout: float = 0.0,
           init: str | None = None, weight_decay: float | None = None) -> keras.Model:
     """Builds model `name` with weights drawn deterministically from `seed`.
 
-    The initialiser and weight decay are the model's (`model_spec(name).init`, `.weight_decay`) unless given
+    The initialiser and weight decay are the model's (`MODELS[name].init`, `.weight_decay`) unless given
     (--init, --weight_decay).
     """
-    if not known(name):
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(names()))}")
-    reason = fits(name, tuple(input_shape))
-    if reason:
-        raise ValueError(reason)
-    spec = model_spec(name)
-    weight_decay = spec.weight_decay if weight_decay is None else weight_decay
-    # Keras' L2(c) adds c * sum(w**2), whose gradient is 2c * w: halve the decay to get weight_decay * w.
-    reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-    inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = architecture(spec.builder or name)(inputs, num_classes, _Init(init or spec.init, seed), reg, dropout)
-    return keras.Model(inputs, outputs, name=name)
+    return build_with(keras, name, input_shape, num_classes, seed=seed, dropout=dropout, init=init,
+                      weight_decay=weight_decay)

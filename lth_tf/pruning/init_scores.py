@@ -62,6 +62,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from lth_tf.pruning import arrays
 from lth_tf.pruning import masks as pruning
 
 METHODS = ("random", "magnitude_init", "snip", "grasp", "synflow")
@@ -230,7 +231,4 @@ def masks_at_level(method: str, model, counts: dict, scope: str = "layerwise", x
     return masks
 
 
-def shuffle_masks(masks: dict, rng: np.random.Generator) -> dict:
-    """Each layer's mask permuted at random: the same count per layer, positions drawn afresh (a layer that is
-    not pruned stays all True)."""
-    return {name: rng.permutation(m.ravel()).reshape(m.shape) for name, m in masks.items()}
+shuffle_masks = arrays.shuffle_masks  # numpy only: lives in lth_tf.pruning.arrays (both engines use it)

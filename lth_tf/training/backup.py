@@ -7,7 +7,6 @@ such a state, continues from that chunk. A round's data order is a pure function
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 
@@ -15,15 +14,7 @@ from lth_tf import _env  # noqa: F401
 import numpy as np
 import tf_keras as keras
 
-
-@dataclasses.dataclass(frozen=True)
-class BackupSlot:
-    """Where one round's in-progress state lives: load() -> dict of arrays or None; save(dict); clear() removes
-    it (a diverged round keeps none)."""
-
-    load: object
-    save: object
-    clear: object = None
+from lth_tf.training.jobs import BackupSlot  # noqa: F401  (re-exported)
 
 
 def _loss_scale_state(optimizer):

@@ -4,47 +4,13 @@ early-stop point is the evaluation of minimum validation loss.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 
 from lth_tf import _env  # noqa: F401
 import tf_keras as keras
 
-
-@dataclasses.dataclass
-class RoundResult:
-    curve: list  # dicts: iteration, train_loss, val_loss, val_accuracy, test_loss, test_accuracy
-    iterations: int
-    seconds: float
-    weights: dict | None = None  # set by the caller from rewind.snapshot
-    rewind_weights: dict | None = None  # recorded at `record_at`, when asked
-    resumed_from: int = 0  # the iteration a backup let this round start from (0: from the beginning)
-
-    @property
-    def eval_seconds(self) -> float:
-        """Time spent evaluating (included in `seconds`); `seconds - eval_seconds` is pure training."""
-        return float(sum(point.get("eval_seconds", 0.0) for point in self.curve))
-
-    @property
-    def early_stop(self) -> dict:
-        """The evaluation with minimum validation loss (the paper's early-stopping criterion)."""
-        return min(self.curve, key=lambda point: point["val_loss"])
-
-
-class Diverged(ArithmeticError):
-    """Training diverged: a loss was not finite at an evaluation (the training loss there is the mean over the
-    chunk's steps, so a non-finite loss in any step counts). `index`: which of the networks trained together;
-    `where`: the round's name once the experiment knows it (`at`). Entry points print str(e) as one line."""
-
-    def __init__(self, iteration: int, quantity: str, value: float, index: int = 0, where: str = "training"):
-        super().__init__(f"{where} diverged at iteration {iteration} ({quantity} is {value}); nothing of it is "
-                         "stored: a lower --learning_rate (or a warm-up) may help")
-        self.iteration, self.quantity, self.value, self.index, self.where = iteration, quantity, value, index, where
-
-    def at(self, where: str) -> "Diverged":
-        """The same divergence, named (e.g. "trial 0 lottery round 3")."""
-        return Diverged(self.iteration, self.quantity, self.value, self.index, where)
+from lth_tf.training.jobs import Diverged, RoundResult  # noqa: F401  (re-exported)
 
 
 @contextlib.contextmanager

@@ -9,60 +9,12 @@ a drop by `lr_gamma` (0.1 in the paper's ResNet-18 / VGG-19 recipe) at each of `
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 
 from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainSpec:
-    """How one round trains. `iterations` is rounded up to a multiple of `eval_every`."""
-
-    batch_size: int
-    learning_rate: float
-    iterations: int
-    eval_every: int = 100
-    optimizer: str = "sgd"  # sgd | adam
-    momentum: float = 0.0
-    lr_boundaries: tuple = ()  # iterations where the learning rate drops (times lr_gamma)
-    warmup_iterations: int = 0
-    augment: bool = False
-    seed: int = 0
-    mixed_precision: bool = False
-    # "masked" (lth_tf's fast path: gradients of pruned weights zeroed) or "tfmot" (the reference: the model
-    # wrapped in tfmot's PruneLowMagnitude, trained with UpdatePruningStep, the assigned mask held fixed).
-    trainer: str = "masked"
-    # Training steps per call into TensorFlow: fewer Python round trips per step (lenet300_100 trains about
-    # 1.4x faster on CPU at 50 than at 1) and the same updates. Fits whose callbacks need every step
-    # (late-rewind recording, user callbacks with batch hooks) run one step per call.
-    steps_per_execution: int = 50
-    # XLA-compile the training step (Keras' jit_compile). Pruned weights stay exactly 0 (their gradients are
-    # multiplied by 0 inside the compiled step too); surviving ones differ from the uncompiled step's only by
-    # float rounding. `experiment.xla_pays` says where it was measured to pay (--xla=auto).
-    jit_compile: bool = False
-    lr_gamma: float = 0.1  # the factor of each drop at lr_boundaries
-    nesterov: bool = False  # Nesterov momentum (SGD)
-    # Parameters that keep their start values: their gradients are set to exactly 0 (lth_tf.training.frozen).
-    batchnorm_frozen: bool = False  # every BatchNorm layer's gamma and beta (its moving statistics still update)
-    output_frozen: bool = False  # the output layer's kernel and bias
-
-    @property
-    def chunk(self) -> int:
-        return max(1, min(self.eval_every, self.iterations))
-
-    @property
-    def total_iterations(self) -> int:
-        return self.chunk * math.ceil(self.iterations / self.chunk)
-
-    def eval_points(self, start: int = 0) -> list:
-        """The iterations (counted from the start of training) at which a round that starts at iteration
-        `start` evaluates: the multiples of `chunk` after `start`, up to `total_iterations`. A late-rewound
-        round (start k > 0) thus evaluates on the same grid as round 0, so the curves of rounds line up."""
-        first = (start // self.chunk + 1) * self.chunk
-        return list(range(first, self.total_iterations + 1, self.chunk))
+from lth_tf.training.jobs import TrainSpec  # noqa: F401  (re-exported: plain data, no TensorFlow)
 
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):

@@ -9,7 +9,6 @@ the reference); the data order lth_tf.training.streams'; resuming lth_tf.trainin
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from lth_tf import _env  # noqa: F401
@@ -18,31 +17,12 @@ import tf_keras as keras
 
 from lth_tf.pruning import masks as pruning
 from lth_tf.training import dropout, frozen
-from lth_tf.training.backup import BackupSlot, _Backup, _loss_scale_state, _Recorder
-from lth_tf.training.curve import Diverged, RoundResult, _EvalCurve
+from lth_tf.training.backup import _Backup, _loss_scale_state, _Recorder
+from lth_tf.training.curve import _EvalCurve
+from lth_tf.training.jobs import BackupSlot, Diverged, Job, RoundResult  # noqa: F401  (re-exported)
 from lth_tf.training.masked import MaskedTrainer
 from lth_tf.training.schedule import TrainSpec, _Schedule, make_optimizer, reset_optimizer
 from lth_tf.training.streams import PREFETCH, example_order, in_memory_options, train_stream
-
-
-@dataclasses.dataclass
-class Job:
-    """One round for `RoundTrainer.train_many`; the fields are `RoundTrainer.train`'s arguments."""
-
-    start_weights: dict
-    masks: dict
-    record_at: int | None = None
-    on_eval: object = None
-    callbacks: tuple = ()
-    data_key: int | None = None
-    backup: BackupSlot | None = None
-    on_resume: object = None
-    start_iteration: int = 0
-    label: str = "training"  # how a Diverged error names this job (e.g. "trial 0 lottery round 3")
-
-    def batch_key(self) -> tuple:
-        """Jobs with equal keys can train side by side in one stacked model (one schedule, one step count)."""
-        return self.start_iteration, self.record_at
 
 
 class RoundTrainer:
