@@ -79,7 +79,7 @@ def fashion_source(source_dir: str) -> str:
 def fashion_subset(source_dir: str, out_dir: str, train_images: int, test_images: int) -> str:
     """The first `train_images` training and `test_images` test images of Fashion-MNIST, as IDX files."""
     sys.path.insert(0, REPO)
-    from lth_tf.data import read_idx
+    from lth_tf.data.idx import read_idx
 
     fashion_source(source_dir)
     os.makedirs(out_dir, exist_ok=True)

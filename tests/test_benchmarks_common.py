@@ -1,6 +1,7 @@
 """benchmarks.common.Plan: finished jobs are skipped on a rerun, time accumulates across runs, and an optional
 job starts only if its estimate (the finished jobs of its kind) fits in the budget left."""
 import json
+import os
 
 import pytest
 
@@ -42,3 +43,18 @@ def test_an_optional_job_starts_only_if_its_estimate_fits(tmp_path, fake_runs):
     assert plan.run("conv trial 1", "m", ["b"], optional=True) is True  # 2,400 + 900 fits
     assert plan.run("lenet trial 1", "m", ["a"]) is True  # not optional: runs
     assert [args for _, args in fake_runs] == [["b"], ["a"]]
+
+
+def test_fashion_subset_keeps_the_first_images_of_each_split(tmp_path):
+    """The Fashion-MNIST subset the benchmarks train on: exactly the first N training and M test images."""
+    import numpy as np
+    from lth_tf.data.idx import read_idx
+    source, rng = tmp_path / "source", np.random.default_rng(0)
+    source.mkdir()
+    arrays = {}
+    for name, shape in zip(common.FASHION_FILES, ((12, 28, 28), (12,), (7, 28, 28), (7,))):
+        arrays[name] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        common.write_idx(str(source / (name + ".gz")), arrays[name])
+    out = common.fashion_subset(str(source), str(tmp_path / "subset"), train_images=5, test_images=3)
+    for name, count in zip(common.FASHION_FILES, (5, 5, 3, 3)):
+        np.testing.assert_array_equal(read_idx(os.path.join(out, name + ".gz")), arrays[name][:count])
