@@ -299,7 +299,8 @@ def test_cli_and_report_run_without_tensorflow_on_jax(tmp_path):
     env = _env("jax", _block(str(tmp_path / "blocked")))
     out = str(tmp_path / "run")
     stdout = _run([sys.executable, "-m", "lth_tf.main", "--engine=keras3", "--flagfile=flags/quickstart.flags",
-                   "--rounds=1", "--iterations=40", "--eval_every=20", f"--output_dir={out}", "--quiet"], env)
+                   "--rounds=1", "--control_rounds=1", "--iterations=40", "--eval_every=20", f"--output_dir={out}",
+                   "--quiet"], env)
     assert "Keras 3" in stdout and "(jax)" in stdout and "round  1" in stdout
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["identity"]["engine"] == "keras3"
