@@ -21,8 +21,13 @@ import math
 import os
 import sys
 
-from lth_tf.data import datasets, lookup  # the registries only: validation must not start TensorFlow
 from lth_tf.models import specs
+# Issue 26's data options and hyperparameters are resolved in recipe.py; ConfigError lives there too (both modules
+# raise it) and is imported from here.
+from lth_tf.experiment.recipe import (INITS, MAX_ITERATIONS, ConfigError,  # noqa: F401  (re-exported)
+                                      check_data_options as _check_data_options, dataset_spec as _dataset_spec,
+                                      iterations_of, recipe as _recipe, resolve_hyperparameters,
+                                      train_examples as _train_examples)
 
 VARIANTS = ("lottery", "reinit", "rearrange", "shuffle", "invert")
 # Pruning at initialization (Frankle et al., ICLR 2021): one-shot scores at W_0 (or W_k), see init_scores.
@@ -55,25 +60,19 @@ _RECIPE_IDENTITY = ("augment", "weight_decay", "lr_drops", "lr_gamma", "warmup",
 # (what was done before).
 _DEFAULT_IDENTITY = {"train_subset": None, "random_labels": 0.0, "batchnorm_frozen": False, "output_frozen": False,
                      "dataset_fingerprint": None, "engine": "tf_keras"}
-INITS = ("normal", "glorot", "he")
 
 
 # The stated range of every numeric flag (finite, and small enough that nothing overflows or allocates without
 # bound before a step runs): each trial's seed is seed * 1000 + trial (plan.data_key folds it to 32 bits).
 MAX_SEED = 2_000_000
 MAX_TRIALS = 1000
-MAX_ROUNDS = 1000
-MAX_ITERATIONS = 10_000_000  # training steps per round
+MAX_ROUNDS = 1000  # MAX_ITERATIONS (training steps per round): recipe.py
 MAX_EVALUATIONS = 100_000  # evaluation points per round (round iterations / eval_every)
 MAX_EPOCHS = 100_000
 MAX_LEARNING_RATE = 1000.0
 MAX_SCORE_EXAMPLES = 10_000
 MAX_SYNFLOW_ITERATIONS = 100_000
 MAX_PARALLEL_TRIALS = 64
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; str(e) is one line naming the problem."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +181,7 @@ class Config:
         filled = dataclasses.replace(filled, random_labels=self.random_labels or 0.0,
                                      dataset_fingerprint=dspec.fingerprint)
         filled._validate()
-        return _resolve_hyperparameters(filled, dspec)
+        return resolve_hyperparameters(filled, dspec)
 
     def _validate(self) -> None:
         def need(condition, message):
@@ -398,98 +397,3 @@ def _check_user_stackable(name: str) -> None:
         stacked.check_stackable(net)
     except stacked.StackError as e:
         raise ConfigError(str(e).replace(f"stack {net.name}:", f"stack {name}:")) from None
-
-
-
-# ---- datasets, data options and training hyperparameters (issue 26) ---------------------------------------------
-def _dataset_spec(name: str, data_dir: str | None) -> datasets.DatasetSpec:
-    """--dataset's spec (a registry name, a prepared tfds image-classification name, or module:function)."""
-    try:
-        return lookup.spec_for(name, data_dir)
-    except datasets.DataError as e:
-        message = str(e)
-        if "--dataset" not in message:
-            message = f"--dataset: {message}"
-        raise ConfigError(message) from None
-
-
-def _train_examples(dspec: datasets.DatasetSpec, train_subset: int | None) -> int:
-    """The examples a round trains on: the training split less validation, or --train_subset of them."""
-    return train_subset if train_subset is not None else dspec.train_size - dspec.validation_size
-
-
-def _check_data_options(config: Config, dspec: datasets.DatasetSpec) -> None:
-    available = dspec.train_size - dspec.validation_size
-    n = config.train_subset
-    if n is not None and not (isinstance(n, int) and 1 <= n <= available):
-        raise ConfigError(f"--train_subset must be in [1, {available}] (the training examples of "
-                          f"'{config.dataset}' after validation), got {n}")
-    f = config.random_labels
-    if f is not None and not (isinstance(f, (int, float)) and 0.0 <= f <= 1.0):
-        raise ConfigError(f"--random_labels must be in [0, 1], got {f}")
-    if config.augment and len(dspec.input_shape) != 3:
-        raise ConfigError(f"--augment needs images (height, width, channels); '{config.dataset}' gives shape "
-                          f"{tuple(dspec.input_shape)}")
-
-
-def _recipe(model: str) -> dict:
-    """The model's recipe (specs.ModelSpec) for the hyperparameters that have flags since issue 26."""
-    if specs.is_user_model(model):  # --model=package.module:function: plain SGD, its own initialisers
-        return {"augment": False, "weight_decay": 0.0, "lr_drops": (), "lr_gamma": 0.1, "warmup": 0,
-                "nesterov": False, "init": None}
-    spec = specs.model_spec(model)
-    return {"augment": spec.augment, "weight_decay": spec.weight_decay, "lr_drops": tuple(spec.lr_boundaries),
-            "lr_gamma": 0.1, "warmup": spec.warmup_iterations, "nesterov": False, "init": spec.init}
-
-
-def iterations_of(value, flag: str, steps_per_epoch: int) -> int:
-    """An iteration count: an int, its decimal string, or epochs written "80ep" (80 * steps per epoch, rounded;
-    fractions allowed: "0.5ep"). Raises ConfigError naming `flag`."""
-    text = str(value).strip()
-    try:
-        if text.endswith("ep"):
-            epochs = float(text[:-2])
-            if not math.isfinite(epochs) or epochs < 0:
-                raise ValueError
-            return int(round(epochs * steps_per_epoch))
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        return int(text) if not isinstance(value, (int, float)) else int(value)
-    except ValueError:
-        raise ConfigError(f"{flag}: '{text}' is neither iterations (e.g. 20000) nor epochs (e.g. 80ep)") from None
-
-
-def _resolve_hyperparameters(config: Config, dspec: datasets.DatasetSpec) -> Config:
-    """Fills the recipe's value for each hyperparameter left None, turns epochs ("80ep") into iterations, and
-    checks them. A user's --lr_drops must increase and fall inside training; the recipe's are kept as the model
-    defines them (a short test run of resnet18 simply never reaches its drops). Resolving twice changes nothing."""
-    recipe, per_epoch, total = _recipe(config.model), config.steps_per_epoch, config.round_iterations
-    drops = recipe["lr_drops"]
-    if config.lr_drops is not None:
-        given = config.lr_drops.split(",") if isinstance(config.lr_drops, str) else config.lr_drops
-        drops = tuple(iterations_of(d, "--lr_drops", per_epoch) for d in given if str(d).strip())
-        if any(b <= a for a, b in zip(drops, drops[1:])) or (drops and drops[0] <= 0):
-            raise ConfigError(f"--lr_drops must be positive and increasing, got {','.join(map(str, drops))} "
-                              f"(iterations)")
-        if drops and drops[-1] >= total and drops != recipe["lr_drops"]:  # resolving twice keeps the recipe's
-            raise ConfigError(f"--lr_drops: a drop at iteration {drops[-1]} is beyond training ({total} "
-                              f"iterations per round)")
-    warmup = recipe["warmup"] if config.warmup is None else iterations_of(config.warmup, "--warmup", per_epoch)
-    if not 0 <= warmup <= MAX_ITERATIONS:
-        raise ConfigError(f"--warmup must be in [0, {MAX_ITERATIONS}] iterations, got {config.warmup}")
-    resolved = dataclasses.replace(
-        config, lr_drops=drops, warmup=warmup,
-        augment=recipe["augment"] if config.augment is None else bool(config.augment),
-        weight_decay=recipe["weight_decay"] if config.weight_decay is None else config.weight_decay,
-        lr_gamma=recipe["lr_gamma"] if config.lr_gamma is None else config.lr_gamma,
-        nesterov=recipe["nesterov"] if config.nesterov is None else bool(config.nesterov),
-        init=recipe["init"] if config.init is None else config.init)
-    if not (isinstance(resolved.weight_decay, (int, float)) and 0 <= resolved.weight_decay <= 1):
-        raise ConfigError(f"--weight_decay must be in [0, 1], got {resolved.weight_decay}")
-    if not (isinstance(resolved.lr_gamma, (int, float)) and 0.0 < resolved.lr_gamma <= 1.0):
-        raise ConfigError(f"--lr_gamma must be in (0, 1], got {resolved.lr_gamma}")
-    if resolved.init is not None and resolved.init not in INITS:
-        raise ConfigError(f"--init must be one of {', '.join(INITS)}, got '{resolved.init}'")
-    if resolved.nesterov and resolved.optimizer != "sgd":
-        raise ConfigError(f"--nesterov needs --optimizer=sgd (the model's optimizer is {resolved.optimizer})")
-    return resolved
