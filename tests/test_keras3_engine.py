@@ -312,6 +312,7 @@ def test_cli_and_report_run_without_tensorflow_on_jax(tmp_path):
     (["--trainer=tfmot"], {}, "--engine=keras3 does not combine with --trainer=tfmot"),
     (["--parallel_trials=2"], {}, "--engine=keras3 does not combine with --parallel_trials=2"),
     (["--pruning=snip"], {}, "pruning at initialization"),
+    (["--model=tests.user_models:mlp"], {}, "--engine=keras3 does not combine with --model=tests.user_models:mlp"),
     ([], {"KERAS_BACKEND": "theano"}, "KERAS_BACKEND=theano is not a backend"),
     ([], {"KERAS_BACKEND": "torch"}, "torch is not installed"),
 ])
