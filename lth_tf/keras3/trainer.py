@@ -5,9 +5,9 @@ The same contract as the tf_keras engine's lth_tf.training.trainer.RoundTrainer 
 
 - masks: the optimizer holds one 0/1 variable per pruned kernel (its own state, so a new round's masks change
   no traced step on any backend); in every step it multiplies the kernel's gradient by it before the update
-  and the kernel by it after (`_MaskedOptimizer.apply`), so a pruned weight is exactly 0 after every step
-  whatever the optimizer's slots hold (momentum, Adam), and surviving weights get the masked-gradient updates
-  of the tf_keras engine's masked trainer;
+  (`_MaskedOptimizer.apply`), as the tf_keras engine's masked trainer does. A pruned weight starts the round at
+  exactly 0 with zeroed slots (`reset`, or a backup saved from such a round), so its update under SGD, momentum,
+  Nesterov and Adam is exactly 0 and it stays 0 after every step, with no re-masking of the kernels;
 - evaluation: validation and test sets every `eval_every` iterations (cross-entropy without the weight
   penalty, and accuracy); the early stop is the evaluation of least validation loss (RoundResult.early_stop);
 - late rewinding: `record_at=k` returns the weights after k steps; a round started at iteration k
@@ -87,9 +87,6 @@ class _MaskedOptimizer:
         masks = [self._masks[self._get_variable_index(v)] for v in variables]
         grads = [g if m is None or g is None else g * ops.cast(m, g.dtype) for g, m in zip(grads, masks)]
         super().apply(grads, trainable_variables)
-        for v, m in zip(variables, masks):
-            if m is not None:  # exact zeros whatever the update of a pruned entry (momentum, Adam's moments)
-                v.assign(v * ops.cast(m, v.dtype))
 
     def set_masks(self, masks: dict) -> None:
         for name, variable in self._mask_of.items():
