@@ -26,7 +26,6 @@ Data are numpy arrays, fed to `fit` one evaluation chunk at a time (shuffle off,
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 
@@ -37,7 +36,7 @@ from keras import ops
 from lth_tf.keras3.batches import Batches
 from lth_tf.keras3.masks import prunable_layers
 from lth_tf.keras3.rewind import restore, snapshot
-from lth_tf.training.jobs import Diverged, RoundResult
+from lth_tf.training.jobs import Diverged, RoundResult, backup_arrays, backup_meta
 
 BACKUP_VERSION = 1
 _PIECE_BYTES = 64 << 20  # a fit's batches are gathered at most this many bytes at a time
@@ -225,34 +224,18 @@ class Keras3RoundTrainer:
 
 
 def _pack(model, optimizer, spec, start, iteration, curve, rewind_weights, seconds, backend) -> dict:
-    variables = optimizer.state_variables()
     meta = {"version": BACKUP_VERSION, "engine": "keras3", "backend": backend, "iteration": iteration, "start": start,
-            "chunk_size": spec.chunk, "total": spec.total_iterations, "curve": curve, "seconds": seconds,
-            "optimizer_shapes": [list(v.shape) for v in variables]}
-    arrays = {"meta": np.array(json.dumps(meta))}
-    arrays.update({f"net/{k}": v for k, v in snapshot(model).items()})
-    arrays.update({f"opt/{i}": ops.convert_to_numpy(v) for i, v in enumerate(variables)})
-    arrays.update({f"rewind/{k}": v for k, v in (rewind_weights or {}).items()})
-    return arrays
+            "chunk_size": spec.chunk, "total": spec.total_iterations, "curve": curve, "seconds": seconds}
+    return backup_arrays(meta, snapshot(model), [ops.convert_to_numpy(v) for v in optimizer.state_variables()],
+                         rewind_weights)
 
 
 def _unpack(arrays, optimizer, spec, start, backend) -> dict | None:
-    """The saved state if it fits this round (lth_tf.training.backup's rules, and the same backend: the data order
-    is the backend's), else None: the round starts over."""
-    if not arrays or "meta" not in arrays:
-        return None
-    try:
-        meta = json.loads(str(arrays["meta"]))
-    except ValueError:
-        return None
+    """The saved state if it fits this round (lth_tf.training.jobs.backup_meta's rules, and the same backend: the
+    data order is the backend's), else None: the round starts over."""
     variables = optimizer.state_variables()
-    if (meta.get("version") != BACKUP_VERSION or meta.get("engine") != "keras3" or meta.get("backend") != backend
-            or meta.get("total") != spec.total_iterations or meta.get("chunk_size") != spec.chunk
-            or meta.get("start") != start or meta.get("iteration") not in spec.eval_points(start)[:-1]
-            or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):
-        return None
-    meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
-    meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
-    meta["rewind"] = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")} or None
+    meta = backup_meta(arrays, spec, start, [v.shape for v in variables], version=BACKUP_VERSION, engine="keras3",
+                       backend=backend)
+    if meta is not None:
+        meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
     return meta
-

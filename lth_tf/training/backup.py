@@ -7,14 +7,12 @@ such a state, continues from that chunk. A round's data order is a pure function
 """
 from __future__ import annotations
 
-import json
 import time
 
 from lth_tf import _env  # noqa: F401
-import numpy as np
 import tf_keras as keras
 
-from lth_tf.training.jobs import BackupSlot  # noqa: F401  (re-exported)
+from lth_tf.training.jobs import BackupSlot, backup_arrays, backup_meta  # noqa: F401  (BackupSlot re-exported)
 
 
 def _loss_scale_state(optimizer):
@@ -56,28 +54,17 @@ class _Backup(keras.callbacks.Callback):
     def unpack(cls, arrays, optimizer, variables, spec, start):
         """The loaded state if it fits this round's trainer, else None (the round then starts over).
         variables: the optimizer variables of the network the state is for."""
-        if not arrays or "meta" not in arrays:
-            return None
-        try:
-            meta = json.loads(str(arrays["meta"]))
-        except ValueError:
-            return None
-        if (meta.get("version") != cls.VERSION or meta.get("total") != spec.total_iterations
-                or meta.get("chunk_size") != spec.chunk or meta.get("start") != start
-                or meta.get("iteration") not in spec.eval_points(start)[:-1]
-                or meta.get("optimizer_shapes") != [list(v.shape) for v in variables]):
+        meta = backup_meta(arrays, spec, start, [v.shape for v in variables], version=cls.VERSION)
+        if meta is None:
             return None
         loss_scale = _loss_scale_state(optimizer)
         if (loss_scale is not None) != ("loss_scale/0" in arrays):
             return None
-        meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
         if not meta["net"] or any(f"opt/{i}" not in arrays or arrays[f"opt/{i}"].shape != tuple(v.shape)
                                   for i, v in enumerate(variables)):
             return None  # the optimizer_shapes it claims are not what it holds
         meta["optimizer"] = [arrays[f"opt/{i}"] for i in range(len(variables))]
         meta["loss_scale"] = [arrays[f"loss_scale/{i}"] for i in range(2)] if loss_scale is not None else []
-        rewind_weights = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")}
-        meta["rewind"] = rewind_weights or None
         return meta
 
     def on_epoch_end(self, epoch, logs=None):
@@ -90,14 +77,10 @@ class _Backup(keras.callbacks.Callback):
             self.rewind_weights = self.recorder.weights[self.index]
         meta = {"version": self.VERSION, "iteration": iteration, "start": self.start, "chunk_size": self.spec.chunk,
                 "total": self.spec.total_iterations, "curve": self.curve.curves[self.index],
-                "seconds": self.began_seconds + time.perf_counter() - self.clock,
-                "optimizer_shapes": [list(v.shape) for v in variables]}
-        arrays = {"meta": np.array(json.dumps(meta))}
-        arrays.update({f"net/{k}": v for k, v in rewind.snapshot(self.net).items()})
-        arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(variables)})
+                "seconds": self.began_seconds + time.perf_counter() - self.clock}
         loss_scale = _loss_scale_state(self.model.optimizer) or ()
-        arrays.update({f"loss_scale/{i}": v.numpy() for i, v in enumerate(loss_scale)})
-        arrays.update({f"rewind/{k}": v for k, v in (self.rewind_weights or {}).items()})
+        arrays = backup_arrays(meta, rewind.snapshot(self.net), [v.numpy() for v in variables], self.rewind_weights,
+                               loss_scale=[v.numpy() for v in loss_scale])
         self.slot.save(arrays)
 
 

@@ -1,6 +1,7 @@
 """What a training round is asked to do and what it gives back, without TensorFlow: TrainSpec (how rounds train),
 Job (one round: start weights, masks, late-rewind recording, backup slot), BackupSlot (where a round's
-in-progress state lives) and RoundResult (its curve, early stop, weights).
+in-progress state lives), the arrays a backup holds (`backup_arrays`, `backup_meta`) and RoundResult (its curve,
+early stop, weights).
 
 Plain data, shared by both training engines: the tf_keras RoundTrainer (lth_tf.training.trainer) and the Keras 3
 one (lth_tf.keras3.trainer), so the experiment loop (lth_tf.experiment.experiment) imports no TensorFlow itself.
@@ -11,7 +12,10 @@ one (lth_tf.keras3.trainer), so the experiment loop (lth_tf.experiment.experimen
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +74,40 @@ class BackupSlot:
     load: object
     save: object
     clear: object = None
+
+
+def backup_arrays(meta: dict, net: dict, optimizer: list, rewind: dict | None = None, **groups) -> dict:
+    """A round's backup as the arrays BackupSlot.save takes, in both engines' format: "meta" (JSON: version,
+    iteration, start, chunk_size, total, curve, seconds, optimizer_shapes, and whatever else `meta` holds), the
+    network's weights under net/, the optimizer's variables as opt/<i>, late-rewind weights under rewind/, and each
+    of `groups` (a list of arrays) as <group>/<i>."""
+    arrays = {"meta": np.array(json.dumps(dict(meta, optimizer_shapes=[list(np.shape(v)) for v in optimizer])))}
+    arrays.update({f"net/{k}": v for k, v in net.items()})
+    arrays.update({f"opt/{i}": v for i, v in enumerate(optimizer)})
+    arrays.update({f"rewind/{k}": v for k, v in (rewind or {}).items()})
+    for group, values in groups.items():
+        arrays.update({f"{group}/{i}": v for i, v in enumerate(values)})
+    return arrays
+
+
+def backup_meta(arrays, spec: TrainSpec, start: int, optimizer_shapes: list, **expected) -> dict | None:
+    """The meta of a saved backup if it fits this round, else None (the round then starts over): the `expected`
+    entries (version, engine, ...) equal, the same total, chunk and start, optimizer variables of the same shapes,
+    and saved at an evaluation point before the last. Adds "net" and "rewind" (None when absent) from the arrays."""
+    if not arrays or "meta" not in arrays:
+        return None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError:
+        return None
+    if (any(meta.get(key) != value for key, value in expected.items())
+            or meta.get("total") != spec.total_iterations or meta.get("chunk_size") != spec.chunk
+            or meta.get("start") != start or meta.get("iteration") not in spec.eval_points(start)[:-1]
+            or meta.get("optimizer_shapes") != [list(shape) for shape in optimizer_shapes]):
+        return None
+    meta["net"] = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
+    meta["rewind"] = {k[7:]: v for k, v in arrays.items() if k.startswith("rewind/")} or None
+    return meta
 
 
 @dataclasses.dataclass
