@@ -36,16 +36,16 @@ from keras import ops
 from lth_tf.keras3.batches import Batches
 from lth_tf.keras3.masks import prunable_layers
 from lth_tf.keras3.rewind import restore, snapshot
-from lth_tf.training.jobs import Diverged, RoundResult, backup_arrays, backup_meta
+from lth_tf.training.jobs import Diverged, RoundResult, backup_arrays, backup_meta, scheduled_rate
 
 BACKUP_VERSION = 1
 _PIECE_BYTES = 64 << 20  # a fit's batches are gathered at most this many bytes at a time
 
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then drops by `gamma` at the boundaries; evaluated at step + offset, the optimizer's
-    `schedule_offset` variable (the iteration a late-rewound round starts from), as lth_tf.training.schedule:
-    lr(t) = rate * gamma^(number of boundaries d with t >= d) * min(1, (t + 1) / warmup)."""
+    """Linear warm-up, then drops by `gamma` at the boundaries (lth_tf.training.jobs.scheduled_rate), evaluated
+    at step + offset, the optimizer's `schedule_offset` variable (the iteration a late-rewound round starts from),
+    as lth_tf.training.schedule."""
 
     def __init__(self, rate, boundaries, warmup, gamma=0.1):
         self.rate, self.boundaries, self.warmup, self.gamma = rate, tuple(boundaries), warmup, gamma
@@ -53,12 +53,8 @@ class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32") + (ops.cast(self.offset, "float32") if self.offset is not None else 0.0)
-        rate = ops.convert_to_tensor(self.rate, "float32")
-        for boundary in self.boundaries:
-            rate = ops.where(step >= boundary, rate * self.gamma, rate)
-        if self.warmup:
-            rate = rate * ops.minimum(1.0, (step + 1.0) / self.warmup)
-        return rate
+        return scheduled_rate(step, ops.convert_to_tensor(self.rate, "float32"), self.boundaries, self.warmup,
+                              self.gamma, ops.where, ops.minimum)
 
     def get_config(self):
         return {"rate": self.rate, "boundaries": self.boundaries, "warmup": self.warmup, "gamma": self.gamma}

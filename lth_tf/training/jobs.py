@@ -76,6 +76,17 @@ class BackupSlot:
     clear: object = None
 
 
+def scheduled_rate(step, rate, boundaries, warmup: int, gamma: float, where, minimum):
+    """The learning rate at training iteration `step` (a float tensor), in any tensor library whose `where` and
+    `minimum` are given (TensorFlow's for tf_keras, keras.ops for Keras 3):
+    lr(t) = rate * gamma^(number of boundaries d with t >= d) * min(1, (t + 1) / warmup)."""
+    for boundary in boundaries:
+        rate = where(step >= boundary, rate * gamma, rate)
+    if warmup:
+        rate = rate * minimum(1.0, (step + 1.0) / warmup)
+    return rate
+
+
 def backup_arrays(meta: dict, net: dict, optimizer: list, rewind: dict | None = None, **groups) -> dict:
     """A round's backup as the arrays BackupSlot.save takes, in both engines' format: "meta" (JSON: version,
     iteration, start, chunk_size, total, curve, seconds, optimizer_shapes, and whatever else `meta` holds), the

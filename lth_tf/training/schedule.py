@@ -14,7 +14,7 @@ from lth_tf import _env  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from lth_tf.training.jobs import TrainSpec  # noqa: F401  (re-exported: plain data, no TensorFlow)
+from lth_tf.training.jobs import TrainSpec, scheduled_rate  # noqa: F401  (TrainSpec re-exported)
 
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -31,12 +31,8 @@ class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32) + tf.cast(self.offset, tf.float32)
-        rate = tf.constant(self.rate, tf.float32)
-        for boundary in self.boundaries:
-            rate = tf.where(step >= boundary, rate * self.gamma, rate)
-        if self.warmup:
-            rate = rate * tf.minimum(1.0, (step + 1.0) / self.warmup)
-        return rate
+        return scheduled_rate(step, tf.constant(self.rate, tf.float32), self.boundaries, self.warmup, self.gamma,
+                              tf.where, tf.minimum)
 
     def get_config(self):
         return {"rate": self.rate, "boundaries": self.boundaries, "warmup": self.warmup, "gamma": self.gamma}
