@@ -5,21 +5,18 @@ import tf_keras as keras
 
 def small_cnn():
     """A Functional model on MNIST-1D's (40,) inputs: Conv1D + BatchNorm + Dense, unnamed layers."""
-    inputs = keras.Input(shape=(40,))
-    x = keras.layers.Reshape((40, 1))(inputs)
-    x = keras.layers.Conv1D(8, 5, strides=2, use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(32, activation="relu")(x)
-    return keras.Model(inputs, keras.layers.Dense(10)(x))
+    return _cnn(filters=8)
 
 
 def small_cnn_wider():
     """small_cnn with 12 filters: another architecture under the same kind of name."""
+    return _cnn(filters=12)
+
+
+def _cnn(filters: int):
     inputs = keras.Input(shape=(40,))
     x = keras.layers.Reshape((40, 1))(inputs)
-    x = keras.layers.Conv1D(12, 5, strides=2, use_bias=False)(x)
+    x = keras.layers.Conv1D(filters, 5, strides=2, use_bias=False)(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.Flatten()(x)
